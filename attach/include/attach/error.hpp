@@ -1,0 +1,31 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace pysample::attach {
+
+// What went wrong, coarse enough that the CLI can map each kind to its own exit code.
+enum class ErrorKind {
+    Usage,
+    NoSuchProcess,
+    PermissionDenied,
+    NotPython,
+    UnsupportedVersion,
+    TargetExited,
+    Other,
+};
+
+class Error : public std::runtime_error {
+public:
+    Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+    ErrorKind kind() const { return kind_; }
+
+private:
+    ErrorKind kind_;
+};
+
+// Builds the sentence a user needs when ptrace or memory access is refused.
+std::string permission_hint(int pid);
+
+}  // namespace pysample::attach

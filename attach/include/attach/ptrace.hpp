@@ -1,0 +1,64 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <sys/types.h>
+#include <vector>
+
+namespace pysample::attach {
+
+// Holds every thread of a process under PTRACE_SEIZE for its lifetime (detaching them all in the
+// destructor, also on exceptions) and stops/resumes them on demand with PTRACE_INTERRUPT.
+class ThreadSuspender {
+public:
+    explicit ThreadSuspender(pid_t pid);
+    ~ThreadSuspender();
+    ThreadSuspender(const ThreadSuspender&) = delete;
+    ThreadSuspender& operator=(const ThreadSuspender&) = delete;
+
+    // Stops every thread (seizing new ones first). Returns false when the process has gone.
+    bool pause();
+    void resume();
+    bool paused() const { return paused_; }
+    // Exit status of the main thread if it was reaped here (the caller may be the target's parent).
+    std::optional<int> reaped_exit_status() const { return exit_status_; }
+    std::chrono::nanoseconds last_pause_duration() const { return last_pause_; }
+
+private:
+    struct Tracee {
+        int pending_signal = 0;
+        bool stopped = false;
+    };
+    void seize_new_threads();
+    bool wait_for_interrupt_stop(pid_t tid, Tracee& tracee);
+    void forget(pid_t tid, int status);
+    void detach_all() noexcept;
+
+    pid_t pid_;
+    std::map<pid_t, Tracee> tracees_;
+    bool paused_ = false;
+    std::optional<int> exit_status_;
+    std::chrono::steady_clock::time_point pause_start_{};
+    std::chrono::nanoseconds last_pause_{0};
+};
+
+// Pauses in the constructor, resumes in the destructor.
+class ScopedPause {
+public:
+    explicit ScopedPause(ThreadSuspender* suspender) : suspender_(suspender) {
+        ok_ = suspender_ == nullptr || suspender_->pause();
+    }
+    ~ScopedPause() {
+        if (suspender_ != nullptr && suspender_->paused()) suspender_->resume();
+    }
+    ScopedPause(const ScopedPause&) = delete;
+    ScopedPause& operator=(const ScopedPause&) = delete;
+    bool ok() const { return ok_; }
+
+private:
+    ThreadSuspender* suspender_;
+    bool ok_;
+};
+
+}  // namespace pysample::attach

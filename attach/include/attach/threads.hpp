@@ -1,0 +1,52 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace pysample::attach {
+
+bool process_exists(pid_t pid);
+// Throws attach::Error (NoSuchProcess / PermissionDenied) unless the pid can be inspected.
+void check_process(pid_t pid);
+
+std::vector<pid_t> list_threads(pid_t pid);
+
+struct ThreadStatus {
+    char state = '?';  // R, S, D, T, Z... from /proc/PID/task/TID/stat
+    std::string name;  // /proc/PID/task/TID/comm
+    bool running() const { return state == 'R'; }
+};
+std::optional<ThreadStatus> read_thread_status(pid_t pid, pid_t tid);
+char read_thread_state(pid_t pid, pid_t tid);
+
+std::string read_cmdline(pid_t pid);
+std::string read_exe_path(pid_t pid);
+// Where a path from the target's maps can be opened from here (the target may be in a chroot or container).
+std::string path_in_root(pid_t pid, const std::string& path);
+
+}  // namespace pysample::attach
+
+namespace pysample::attach {
+
+// Reads thread scheduler states repeatedly, keeping each /proc/PID/task/TID/stat open between
+// reads (one pread per thread per sample instead of open/read/close).
+class ThreadStateReader {
+public:
+    explicit ThreadStateReader(pid_t pid) : pid_(pid) {}
+    ~ThreadStateReader();
+    ThreadStateReader(const ThreadStateReader&) = delete;
+    ThreadStateReader& operator=(const ThreadStateReader&) = delete;
+
+    // State letter per thread currently in /proc/PID/task; empty when the process is gone.
+    std::vector<std::pair<pid_t, char>> read_all();
+
+private:
+    char read_state(pid_t tid);
+
+    pid_t pid_;
+    std::vector<std::pair<pid_t, int>> fds_;
+};
+
+}  // namespace pysample::attach

@@ -1,0 +1,120 @@
+#include "attach/ptrace.hpp"
+
+#include "attach/error.hpp"
+#include "attach/threads.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+
+namespace pysample::attach {
+namespace {
+
+bool is_interrupt_stop(int status) {
+    return WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP;
+}
+
+}  // namespace
+
+ThreadSuspender::ThreadSuspender(pid_t pid) : pid_(pid) {
+    seize_new_threads();
+    if (tracees_.empty()) {
+        if (errno == EPERM) throw Error(ErrorKind::PermissionDenied, permission_hint(pid));
+        throw Error(ErrorKind::NoSuchProcess,
+                    "cannot ptrace process " + std::to_string(pid) + ": " + std::strerror(errno));
+    }
+}
+
+ThreadSuspender::~ThreadSuspender() { detach_all(); }
+
+void ThreadSuspender::seize_new_threads() {
+    for (pid_t tid : list_threads(pid_)) {
+        if (tracees_.count(tid) != 0) continue;
+        if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) == 0) {
+            tracees_.emplace(tid, Tracee{});
+        } else {
+            spdlog::debug("PTRACE_SEIZE of thread {} of process {} failed: {}", tid, pid_, std::strerror(errno));
+        }
+    }
+}
+
+void ThreadSuspender::forget(pid_t tid, int status) {
+    if (tid == pid_ && (WIFEXITED(status) || WIFSIGNALED(status))) exit_status_ = status;
+    tracees_.erase(tid);
+}
+
+// After PTRACE_INTERRUPT a thread may first report a signal-delivery stop; that signal is handed
+// back on resume and we keep waiting for the interrupt's own stop.
+bool ThreadSuspender::wait_for_interrupt_stop(pid_t tid, Tracee& tracee) {
+    for (;;) {
+        int status = 0;
+        pid_t got = ::waitpid(tid, &status, __WALL);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status)) {
+            forget(tid, status);
+            return false;
+        }
+        if (is_interrupt_stop(status)) {
+            tracee.stopped = true;
+            return true;
+        }
+        if (WIFSTOPPED(status)) {
+            int event = status >> 16;
+            int sig = WSTOPSIG(status);
+            if (event == 0 && sig != SIGTRAP) tracee.pending_signal = sig;
+            // Let the thread take its signal (or finish the ptrace event); the interrupt is still queued.
+            ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(tracee.pending_signal)));
+            tracee.pending_signal = 0;
+        }
+    }
+}
+
+bool ThreadSuspender::pause() {
+    pause_start_ = std::chrono::steady_clock::now();
+    seize_new_threads();
+    std::vector<pid_t> interrupted;
+    for (auto& [tid, tracee] : tracees_) {
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) interrupted.push_back(tid);
+    }
+    for (pid_t tid : interrupted) {
+        auto it = tracees_.find(tid);
+        if (it != tracees_.end()) wait_for_interrupt_stop(tid, it->second);
+    }
+    paused_ = true;
+    return !tracees_.empty();
+}
+
+void ThreadSuspender::resume() {
+    for (auto& [tid, tracee] : tracees_) {
+        if (!tracee.stopped) continue;
+        ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(tracee.pending_signal)));
+        tracee.stopped = false;
+        tracee.pending_signal = 0;
+    }
+    paused_ = false;
+    last_pause_ = std::chrono::steady_clock::now() - pause_start_;
+}
+
+void ThreadSuspender::detach_all() noexcept {
+    std::vector<pid_t> tids;
+    for (const auto& entry : tracees_) tids.push_back(entry.first);
+    for (pid_t tid : tids) {
+        auto it = tracees_.find(tid);
+        if (it == tracees_.end()) continue;
+        // PTRACE_DETACH needs the tracee stopped; interrupt a running one first.
+        if (!it->second.stopped && ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0 &&
+            !wait_for_interrupt_stop(tid, it->second)) {
+            continue;
+        }
+        ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(it->second.pending_signal)));
+    }
+    tracees_.clear();
+    paused_ = false;
+}
+
+}  // namespace pysample::attach

@@ -1,0 +1,148 @@
+#include "attach/threads.hpp"
+
+#include "attach/error.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <algorithm>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fstream>
+#include <signal.h>
+#include <sstream>
+#include <unistd.h>
+
+namespace pysample::attach {
+namespace {
+
+std::string proc_path(pid_t pid, const std::string& rest) { return "/proc/" + std::to_string(pid) + rest; }
+
+std::optional<std::string> read_small_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+}
+
+}  // namespace
+
+bool process_exists(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+void check_process(pid_t pid) {
+    if (pid <= 0) throw Error(ErrorKind::Usage, "invalid pid " + std::to_string(pid));
+    if (!process_exists(pid)) {
+        throw Error(ErrorKind::NoSuchProcess, "no process with pid " + std::to_string(pid) + " is running");
+    }
+    if (::access(proc_path(pid, "/mem").c_str(), R_OK) != 0 && errno == EACCES) {
+        throw Error(ErrorKind::PermissionDenied, permission_hint(pid));
+    }
+    auto stat = read_small_file(proc_path(pid, "/stat"));
+    if (stat) {
+        auto close = stat->rfind(')');
+        if (close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] == 'Z') {
+            throw Error(ErrorKind::TargetExited, "process " + std::to_string(pid) + " has exited (zombie)");
+        }
+    }
+}
+
+std::vector<pid_t> list_threads(pid_t pid) {
+    std::vector<pid_t> tids;
+    DIR* dir = ::opendir(proc_path(pid, "/task").c_str());
+    if (dir == nullptr) return tids;
+    while (dirent* entry = ::readdir(dir)) {
+        char* end = nullptr;
+        long tid = std::strtol(entry->d_name, &end, 10);
+        if (end != entry->d_name && *end == '\0' && tid > 0 && tid <= INT_MAX) {
+            tids.push_back(static_cast<pid_t>(tid));
+        }
+    }
+    ::closedir(dir);
+    return tids;
+}
+
+char read_thread_state(pid_t pid, pid_t tid) {
+    auto stat = read_small_file(proc_path(pid, "/task/" + std::to_string(tid) + "/stat"));
+    if (!stat) return '?';
+    // The command name may contain spaces or parentheses: the state follows the last ')'.
+    auto close = stat->rfind(')');
+    if (close == std::string::npos || close + 2 >= stat->size()) return '?';
+    return (*stat)[close + 2];
+}
+
+std::optional<ThreadStatus> read_thread_status(pid_t pid, pid_t tid) {
+    ThreadStatus status;
+    status.state = read_thread_state(pid, tid);
+    if (status.state == '?') return std::nullopt;
+    if (auto comm = read_small_file(proc_path(pid, "/task/" + std::to_string(tid) + "/comm"))) {
+        while (!comm->empty() && comm->back() == '\n') comm->pop_back();
+        status.name = *comm;
+    }
+    return status;
+}
+
+std::string read_cmdline(pid_t pid) {
+    auto raw = read_small_file(proc_path(pid, "/cmdline")).value_or("");
+    while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+    for (char& c : raw) {
+        if (c == '\0') c = ' ';
+    }
+    return raw;
+}
+
+std::string read_exe_path(pid_t pid) {
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink(proc_path(pid, "/exe").c_str(), buf, sizeof(buf) - 1);
+    if (n < 0) return {};
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::string path_in_root(pid_t pid, const std::string& path) {
+    std::string in_root = proc_path(pid, "/root") + path;
+    if (::access(in_root.c_str(), R_OK) == 0) return in_root;
+    return path;
+}
+
+}  // namespace pysample::attach
+
+namespace pysample::attach {
+
+ThreadStateReader::~ThreadStateReader() {
+    for (auto& [tid, fd] : fds_) ::close(fd);
+}
+
+char ThreadStateReader::read_state(pid_t tid) {
+    int fd = -1;
+    for (auto& [known, known_fd] : fds_) {
+        if (known == tid) fd = known_fd;
+    }
+    if (fd < 0) {
+        std::string path = "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(tid) + "/stat";
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return '?';
+        fds_.emplace_back(tid, fd);
+    }
+    char buf[512];
+    ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return '?';
+    std::string_view stat(buf, static_cast<std::size_t>(n));
+    auto close = stat.rfind(')');
+    if (close == std::string_view::npos || close + 2 >= stat.size()) return '?';
+    return stat[close + 2];
+}
+
+std::vector<std::pair<pid_t, char>> ThreadStateReader::read_all() {
+    std::vector<std::pair<pid_t, char>> states;
+    auto tids = list_threads(pid_);
+    // Forget threads that have gone so their descriptors do not pile up.
+    std::erase_if(fds_, [&](const auto& entry) {
+        bool gone = std::find(tids.begin(), tids.end(), entry.first) == tids.end();
+        if (gone) ::close(entry.second);
+        return gone;
+    });
+    for (pid_t tid : tids) states.emplace_back(tid, read_state(tid));
+    return states;
+}
+
+}  // namespace pysample::attach

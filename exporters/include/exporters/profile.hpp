@@ -1,0 +1,99 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace pysample::exporters {
+
+struct Frame {
+    std::string function;
+    std::string filename;
+    int line = 0;  // 0 when unknown or not recorded (--nolineno)
+
+    bool operator==(const Frame&) const = default;
+};
+
+struct FrameHash {
+    std::size_t operator()(const Frame& frame) const;
+};
+
+using FrameId = std::uint32_t;
+
+struct ThreadInfo {
+    std::uint64_t id = 0;  // the kernel thread id where known, else the pthread id
+    std::string name;
+    bool operator==(const ThreadInfo&) const = default;
+};
+
+// One unique stack of one thread, root first, with how many samples saw it.
+struct StackCount {
+    std::uint32_t thread = 0;  // index into Profile::threads()
+    std::vector<FrameId> frames;
+    std::uint64_t count = 0;
+};
+
+struct RunInfo {
+    int pid = 0;
+    std::string command_line;
+    std::string python_version;
+    double rate_hz = 0;
+    double duration_s = 0;
+    std::uint64_t samples = 0;  // sampling ticks taken
+    std::uint64_t errors = 0;   // ticks with a failed read or a rejected stack
+    std::string start_time;     // ISO 8601
+};
+
+// The aggregated profile every exporter reads. Frames and threads are interned; stacks are kept
+// once each with a count, so memory grows with distinct stacks, not with samples. Past
+// `max_stacks` distinct stacks, new ones are counted under a single "[other stacks]" frame so
+// totals stay exact.
+class Profile {
+public:
+    explicit Profile(std::size_t max_stacks = 1'000'000);
+
+    FrameId intern(const Frame& frame);
+    std::uint32_t intern_thread(const ThreadInfo& thread);
+    void add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count = 1);
+
+    const Frame& frame(FrameId id) const { return frames_[id]; }
+    const std::vector<Frame>& frames() const { return frames_; }
+    const std::vector<ThreadInfo>& threads() const { return threads_; }
+    std::vector<StackCount> stacks() const;
+    std::uint64_t total_count() const { return total_; }
+    std::size_t distinct_stacks() const { return stacks_.size(); }
+
+    RunInfo info;
+
+private:
+    struct StackKey {
+        std::uint32_t thread;
+        std::vector<FrameId> frames;
+        bool operator==(const StackKey&) const = default;
+    };
+    struct StackKeyHash {
+        std::size_t operator()(const StackKey& key) const;
+    };
+
+    std::size_t max_stacks_;
+    std::vector<Frame> frames_;
+    std::unordered_map<Frame, FrameId, FrameHash> frame_ids_;
+    std::vector<ThreadInfo> threads_;
+    std::unordered_map<StackKey, std::uint64_t, StackKeyHash> stacks_;
+    std::uint64_t total_ = 0;
+};
+
+struct FunctionTime {
+    std::string function;
+    std::string filename;
+    std::uint64_t own = 0;    // samples with this function at the top
+    std::uint64_t total = 0;  // samples with this function anywhere (counted once per sample)
+};
+
+// Functions (by name and file, lines merged) ranked by own samples.
+std::vector<FunctionTime> top_functions(const Profile& profile, std::size_t limit);
+
+}  // namespace pysample::exporters

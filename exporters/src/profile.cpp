@@ -1,0 +1,88 @@
+#include "exporters/profile.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace pysample::exporters {
+namespace {
+
+std::size_t mix(std::size_t seed, std::size_t value) {
+    return seed ^ (value + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2));
+}
+
+}  // namespace
+
+std::size_t FrameHash::operator()(const Frame& frame) const {
+    std::size_t h = std::hash<std::string>{}(frame.function);
+    h = mix(h, std::hash<std::string>{}(frame.filename));
+    return mix(h, std::hash<int>{}(frame.line));
+}
+
+std::size_t Profile::StackKeyHash::operator()(const StackKey& key) const {
+    std::size_t h = key.thread;
+    for (FrameId id : key.frames) h = mix(h, id);
+    return h;
+}
+
+Profile::Profile(std::size_t max_stacks) : max_stacks_(max_stacks) {}
+
+FrameId Profile::intern(const Frame& frame) {
+    auto [it, inserted] = frame_ids_.try_emplace(frame, static_cast<FrameId>(frames_.size()));
+    if (inserted) frames_.push_back(frame);
+    return it->second;
+}
+
+std::uint32_t Profile::intern_thread(const ThreadInfo& thread) {
+    for (std::size_t i = 0; i < threads_.size(); ++i) {
+        if (threads_[i] == thread) return static_cast<std::uint32_t>(i);
+    }
+    threads_.push_back(thread);
+    return static_cast<std::uint32_t>(threads_.size() - 1);
+}
+
+void Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count) {
+    StackKey key{thread, {root_first.begin(), root_first.end()}};
+    total_ += count;
+    if (auto it = stacks_.find(key); it != stacks_.end()) {
+        it->second += count;
+        return;
+    }
+    if (stacks_.size() >= max_stacks_) key.frames = {intern(Frame{"[other stacks]", "", 0})};
+    stacks_[std::move(key)] += count;
+}
+
+std::vector<StackCount> Profile::stacks() const {
+    std::vector<StackCount> out;
+    out.reserve(stacks_.size());
+    for (const auto& [key, count] : stacks_) out.push_back({key.thread, key.frames, count});
+    std::sort(out.begin(), out.end(), [](const StackCount& a, const StackCount& b) {
+        return std::tie(a.thread, a.frames) < std::tie(b.thread, b.frames);
+    });
+    return out;
+}
+
+std::vector<FunctionTime> top_functions(const Profile& profile, std::size_t limit) {
+    std::map<std::pair<std::string, std::string>, FunctionTime> by_function;
+    for (const auto& stack : profile.stacks()) {
+        std::set<std::pair<std::string, std::string>> seen;
+        for (std::size_t i = 0; i < stack.frames.size(); ++i) {
+            const Frame& frame = profile.frame(stack.frames[i]);
+            auto key = std::make_pair(frame.function, frame.filename);
+            auto& entry = by_function[key];
+            entry.function = frame.function;
+            entry.filename = frame.filename;
+            if (seen.insert(key).second) entry.total += stack.count;
+            if (i + 1 == stack.frames.size()) entry.own += stack.count;
+        }
+    }
+    std::vector<FunctionTime> ranked;
+    for (auto& [key, entry] : by_function) ranked.push_back(std::move(entry));
+    std::sort(ranked.begin(), ranked.end(), [](const FunctionTime& a, const FunctionTime& b) {
+        return std::tie(b.own, b.total, a.function) < std::tie(a.own, a.total, b.function);
+    });
+    if (ranked.size() > limit) ranked.resize(limit);
+    return ranked;
+}
+
+}  // namespace pysample::exporters

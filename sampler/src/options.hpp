@@ -1,0 +1,37 @@
+#pragma once
+
+#include "exporters/exporters.hpp"
+#include "python_process.hpp"
+
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace pysample::sampler {
+
+struct CommonOptions {
+    pid_t pid = 0;
+    std::vector<std::string> command;  // launch mode when non-empty
+    bool blocking = false;
+    bool verbose = false;
+    bool quiet = false;
+    std::optional<PythonVersion> python_version;
+};
+
+struct RecordOptions : CommonOptions {
+    double rate = 100;
+    double duration = 0;  // seconds; 0 = until Ctrl-C or the target exits
+    std::string output;
+    std::optional<exporters::Format> format;
+    bool idle = false;
+    bool threads = false;
+    bool line_numbers = true;
+};
+
+struct DumpOptions : CommonOptions {};
+
+int run_record(const RecordOptions& options);
+int run_dump(const DumpOptions& options);
+
+}  // namespace pysample::sampler

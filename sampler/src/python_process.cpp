@@ -1,0 +1,186 @@
+#include "python_process.hpp"
+
+#include "attach/error.hpp"
+#include "attach/threads.hpp"
+
+#include <map>
+#include <regex>
+#include <set>
+#include <spdlog/spdlog.h>
+
+namespace pysample::sampler {
+namespace {
+
+using attach::Error;
+using attach::ErrorKind;
+
+std::string basename_of(std::string_view path) {
+    auto slash = path.rfind('/');
+    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+bool looks_like_python_file(const std::string& path) {
+    std::string base = basename_of(path);
+    return base.rfind("libpython", 0) == 0 || base.rfind("python", 0) == 0;
+}
+
+// Strings such as "3.11.7" stored on their own (NUL on both sides) in read-only data: the
+// interpreter's PY_VERSION literal is one of them.
+std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf) {
+    std::set<std::pair<int, int>> found;
+    const auto* rodata = elf.section(".rodata");
+    if (rodata == nullptr) return found;
+    auto bytes = elf.section_data(*rodata);
+    static const std::regex pattern(R"(([23])\.(\d{1,2})\.(\d{1,2})((a|b|rc)\d{1,2})?\+?)");
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        if (bytes[i] != 0) continue;
+        std::size_t len = i - start;
+        if (len >= 5 && len <= 12) {
+            std::string text(reinterpret_cast<const char*>(bytes.data() + start), len);
+            std::smatch match;
+            if (std::regex_match(text, match, pattern)) {
+                found.emplace(std::stoi(match[1]), std::stoi(match[2]));
+            }
+        }
+        start = i + 1;
+    }
+    return found;
+}
+
+}  // namespace
+
+std::string PythonVersion::to_string() const {
+    std::string text = std::to_string(major) + "." + std::to_string(minor);
+    if (micro >= 0) text += "." + std::to_string(micro);
+    return text;
+}
+
+std::optional<PythonVersion> parse_version_text(std::string_view text) {
+    static const std::regex pattern(R"(([23])\.(\d{1,2})(?:\.(\d{1,2}))?.*)");
+    std::string owned(text);
+    std::smatch match;
+    if (!std::regex_match(owned, match, pattern)) return std::nullopt;
+    PythonVersion version;
+    version.major = std::stoi(match[1]);
+    version.minor = std::stoi(match[2]);
+    if (match[3].matched) version.micro = std::stoi(match[3]);
+    return version;
+}
+
+std::optional<PythonVersion> version_from_file_name(std::string_view path) {
+    static const std::regex pattern(R"((?:lib)?python([23])\.(\d{1,2})[a-z]*(?:\.so.*|-.*)?)");
+    std::string base = basename_of(path);
+    std::smatch match;
+    if (!std::regex_match(base, match, pattern)) return std::nullopt;
+    PythonVersion version;
+    version.major = std::stoi(match[1]);
+    version.minor = std::stoi(match[2]);
+    version.source = "file name";
+    return version;
+}
+
+PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_override)
+    : pid_(pid), memory_(pid) {
+    attach::check_process(pid);
+    auto maps = attach::read_maps(pid);
+    auto binary = find_interpreter_binary(maps);
+    if (!binary) {
+        throw Error(ErrorKind::NotPython, "process " + std::to_string(pid) + " (" + attach::read_exe_path(pid) +
+                                              ") is not a Python process: no python binary or libpython "
+                                              "carrying the interpreter runtime is mapped");
+    }
+    binary_path_ = binary->path;
+    version_ = version_override ? *version_override : detect_version(*binary);
+    auto layout = find_layout(version_.major, version_.minor);
+    if (!layout) {
+        throw Error(ErrorKind::UnsupportedVersion,
+                    "process " + std::to_string(pid) + " runs Python " + version_.to_string() + " (found by " +
+                        version_.source + " in " + binary_path_ +
+                        "), which this build of pysample cannot read; supported: 3.8 to 3.13");
+    }
+    layout_ = *layout;
+    runtime_address_ = binary->bias + *binary->elf->symbol("_PyRuntime");
+    if (auto code_type = binary->elf->symbol("PyCode_Type")) code_type_address_ = binary->bias + *code_type;
+    spdlog::debug("pid {}: Python {} ({}) in {}, _PyRuntime at {:#x}, PyCode_Type at {:#x}", pid,
+                  version_.to_string(), version_.source, binary_path_, runtime_address_, code_type_address_);
+}
+
+// libpython is preferred over the executable that links it: the runtime lives in the library.
+std::optional<PythonProcess::Candidate> PythonProcess::find_interpreter_binary(
+    const std::vector<attach::MapEntry>& maps) {
+    std::map<std::string, const attach::MapEntry*> lowest;
+    for (const auto& entry : maps) {
+        if (entry.path.empty() || entry.path[0] != '/' || !looks_like_python_file(entry.path)) continue;
+        auto& slot = lowest[entry.path];
+        if (slot == nullptr || entry.offset < slot->offset) slot = &entry;
+    }
+    std::optional<Candidate> chosen;
+    for (const auto& [path, mapping] : lowest) {
+        try {
+            auto elf = std::make_unique<symbolize::ElfFile>(attach::path_in_root(pid_, path));
+            if (!elf->symbol("_PyRuntime")) continue;
+            Candidate candidate{path, std::move(elf), 0};
+            candidate.bias = candidate.elf->load_bias(*mapping);
+            bool is_library = basename_of(path).rfind("libpython", 0) == 0;
+            if (!chosen || is_library) chosen = std::move(candidate);
+        } catch (const std::exception& e) {
+            spdlog::debug("pid {}: skipping {}: {}", pid_, path, e.what());
+        }
+    }
+    return chosen;
+}
+
+PythonVersion PythonProcess::detect_version(const Candidate& binary) {
+    if (auto symbol = binary.elf->symbol("Py_Version")) {
+        std::uint32_t hex = 0;
+        if (memory_.read_value(binary.bias + *symbol, hex) && (hex >> 24) == 3) {
+            return {static_cast<int>(hex >> 24), static_cast<int>((hex >> 16) & 0xff),
+                    static_cast<int>((hex >> 8) & 0xff), "Py_Version symbol"};
+        }
+    }
+    auto from_name = version_from_file_name(binary.path);
+    auto strings = version_strings_in(*binary.elf);
+    if (from_name && strings.count({from_name->major, from_name->minor}) != 0) {
+        from_name->source = "version string";
+        return *from_name;
+    }
+    if (strings.size() == 1) {
+        return {strings.begin()->first, strings.begin()->second, -1, "version string"};
+    }
+    if (from_name) return *from_name;
+    std::string seen;
+    for (const auto& [major, minor] : strings) seen += " " + std::to_string(major) + "." + std::to_string(minor);
+    throw Error(ErrorKind::UnsupportedVersion,
+                "cannot tell which Python version process " + std::to_string(pid_) + " runs (" + binary.path +
+                    (seen.empty() ? ": no version string found" : ": candidate versions" + seen) +
+                    "); pass --python-version X.Y");
+}
+
+symbolize::CodeObjectLayout PythonProcess::code_layout() const {
+    symbolize::CodeObjectLayout code;
+    code.size = layout_.code_size;
+    code.filename = layout_.code_filename;
+    code.name = layout_.code_name;
+    code.qualname = layout_.code_qualname;
+    code.firstlineno = layout_.code_firstlineno;
+    code.linetable = layout_.code_linetable;
+    code.firsttraceable = layout_.code_firsttraceable;
+    code.unicode_length = layout_.unicode_length;
+    code.unicode_state = layout_.unicode_state;
+    code.unicode_ascii_data = layout_.unicode_ascii_data;
+    code.unicode_compact_data = layout_.unicode_compact_data;
+    code.bytes_size = layout_.bytes_size;
+    code.bytes_data = layout_.bytes_data;
+    code.format = symbolize::line_table_format(version_.major, version_.minor);
+    code.signed_lnotab = version_.major > 3 || (version_.major == 3 && version_.minor >= 6);
+    return code;
+}
+
+std::uint64_t PythonProcess::interpreter_head(attach::Memory& memory) const {
+    std::uint64_t head = 0;
+    memory.read_value(runtime_address_ + static_cast<std::uint64_t>(layout_.runtime_interpreters_head), head);
+    return head;
+}
+
+}  // namespace pysample::sampler

@@ -1,0 +1,65 @@
+// Finds the interpreter inside a target process: which binary carries it, its version, the
+// runtime's address and the struct layouts to read it with.
+#pragma once
+
+#include "attach/maps.hpp"
+#include "attach/memory.hpp"
+#include "layout.hpp"
+#include "symbolize/elf.hpp"
+#include "symbolize/pycode.hpp"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+
+namespace pysample::sampler {
+
+struct PythonVersion {
+    int major = 0;
+    int minor = 0;
+    int micro = -1;  // -1 when only major.minor is known
+    std::string source;  // how it was found: "Py_Version symbol", "version string", "file name", "--python-version"
+    std::string to_string() const;
+};
+
+// Parses "3.11", "3.11.7", "3.12.0rc1"; nullopt otherwise.
+std::optional<PythonVersion> parse_version_text(std::string_view text);
+// Major/minor from a path such as /usr/lib/libpython3.9.so.1.0 or /usr/bin/python3.11.
+std::optional<PythonVersion> version_from_file_name(std::string_view path);
+
+class PythonProcess {
+public:
+    // Throws attach::Error: NoSuchProcess, PermissionDenied, NotPython, UnsupportedVersion.
+    PythonProcess(pid_t pid, std::optional<PythonVersion> version_override = std::nullopt);
+
+    pid_t pid() const { return pid_; }
+    const PythonVersion& version() const { return version_; }
+    const PythonLayout& layout() const { return layout_; }
+    const std::string& binary_path() const { return binary_path_; }
+    attach::ProcessMemory& memory() { return memory_; }
+    std::uint64_t runtime_address() const { return runtime_address_; }
+    std::uint64_t code_type_address() const { return code_type_address_; }
+    symbolize::CodeObjectLayout code_layout() const;
+    // Address of the first interpreter, 0 while the runtime is not initialised yet.
+    std::uint64_t interpreter_head(attach::Memory& memory) const;
+
+private:
+    struct Candidate {
+        std::string path;  // as in the target's maps
+        std::unique_ptr<symbolize::ElfFile> elf;
+        std::uint64_t bias = 0;
+    };
+    std::optional<Candidate> find_interpreter_binary(const std::vector<attach::MapEntry>& maps);
+    PythonVersion detect_version(const Candidate& binary);
+
+    pid_t pid_;
+    attach::ProcessMemory memory_;
+    PythonVersion version_;
+    PythonLayout layout_{};
+    std::string binary_path_;
+    std::uint64_t runtime_address_ = 0;
+    std::uint64_t code_type_address_ = 0;
+};
+
+}  // namespace pysample::sampler

@@ -1,0 +1,57 @@
+// One look at every Python thread of a process: the unit both `record` and `dump` are built on.
+#pragma once
+
+#include "attach/ptrace.hpp"
+#include "attach/threads.hpp"
+#include "python_process.hpp"
+#include "stack_walker.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pysample::sampler {
+
+struct ThreadSnapshot {
+    std::uint64_t id = 0;  // kernel tid where the version records it, else the pthread id
+    std::string name;
+    bool idle = false;
+    WalkResult result = WalkResult::Ok;
+    std::vector<PyFrame> frames;  // innermost first
+};
+
+struct SnapshotStats {
+    std::uint64_t thread_stacks = 0;  // stacks walked
+    std::uint64_t rejected = 0;       // stacks not read whole (failed read, torn chain)
+    std::map<WalkResult, std::uint64_t> reasons;
+};
+
+class Snapshotter {
+public:
+    // With `blocking`, every thread is held under ptrace for the Snapshotter's lifetime and
+    // stopped while each snapshot is read.
+    Snapshotter(PythonProcess& process, bool blocking);
+
+    enum class Outcome { Ok, Failed, ProcessGone };
+    // Walks every thread; idle threads are listed but their stacks are walked only if `walk_idle`.
+    Outcome take(std::vector<ThreadSnapshot>& out, bool walk_idle);
+
+    const SnapshotStats& stats() const { return stats_; }
+    attach::ThreadSuspender* suspender() { return suspender_.get(); }
+
+private:
+    const std::string& thread_name(pid_t tid);
+
+    PythonProcess& process_;
+    attach::PageCache pages_;
+    symbolize::CodeCache codes_;
+    StackWalker walker_;
+    attach::ThreadStateReader states_;
+    std::unique_ptr<attach::ThreadSuspender> suspender_;
+    std::map<pid_t, std::string> names_;
+    std::vector<ThreadStateRef> threads_;
+    SnapshotStats stats_;
+};
+
+}  // namespace pysample::sampler

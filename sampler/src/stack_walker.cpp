@@ -1,0 +1,143 @@
+#include "stack_walker.hpp"
+
+#include <cstring>
+#include <algorithm>
+#include <unordered_set>
+
+namespace pysample::sampler {
+namespace {
+
+template <typename T>
+T field(const std::vector<std::uint8_t>& bytes, std::int64_t offset) {
+    T value{};
+    if (offset >= 0 && static_cast<std::size_t>(offset) + sizeof(T) <= bytes.size()) {
+        std::memcpy(&value, bytes.data() + offset, sizeof(T));
+    }
+    return value;
+}
+
+std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
+
+// A revisited frame means the chain was read while it changed; treat it like a torn stack.
+class CycleGuard {
+public:
+    bool seen_before(std::uint64_t frame) {
+        if (++steps_ < 64) {
+            for (std::uint64_t prior : recent_) {
+                if (prior == frame) return true;
+            }
+            recent_.push_back(frame);
+            return false;
+        }
+        if (all_.empty()) all_.insert(recent_.begin(), recent_.end());
+        return !all_.insert(frame).second;
+    }
+
+private:
+    std::size_t steps_ = 0;
+    std::vector<std::uint64_t> recent_;
+    std::unordered_set<std::uint64_t> all_;
+};
+
+}  // namespace
+
+std::string_view describe(WalkResult result) {
+    switch (result) {
+        case WalkResult::Ok: return "ok";
+        case WalkResult::ReadFailed: return "memory read failed";
+        case WalkResult::NotCode: return "frame without a code object";
+        case WalkResult::TooDeep: return "frame chain too deep or cyclic";
+    }
+    return "unknown";
+}
+
+StackWalker::StackWalker(const PythonLayout& layout, int major, int minor, attach::Memory& memory,
+                         symbolize::CodeCache& codes)
+    : layout_(layout), major_(major), minor_(minor), memory_(memory), codes_(codes) {}
+
+WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef>& out) {
+    out.clear();
+    std::uint64_t tstate = 0;
+    if (!memory_.read_value(at(interp, layout_.interp_threads_head), tstate)) return WalkResult::ReadFailed;
+    buffer_.resize(static_cast<std::size_t>(layout_.tstate_size));
+    while (tstate != 0) {
+        if (out.size() >= kMaxThreads) return WalkResult::TooDeep;
+        if (!memory_.read(tstate, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
+        ThreadStateRef ref;
+        ref.address = tstate;
+        ref.thread_id = field<std::uint64_t>(buffer_, layout_.tstate_thread_id);
+        ref.native_id = layout_.tstate_native_thread_id >= 0
+                            ? field<std::uint64_t>(buffer_, layout_.tstate_native_thread_id)
+                            : 0;
+        std::uint64_t frame = field<std::uint64_t>(buffer_, layout_.tstate_frame);
+        if (layout_.cframe_current_frame >= 0 && frame != 0) {
+            std::uint64_t cframe = frame;
+            if (!memory_.read_value(at(cframe, layout_.cframe_current_frame), frame)) return WalkResult::ReadFailed;
+        }
+        ref.top_frame = frame;
+        std::uint64_t next = field<std::uint64_t>(buffer_, layout_.tstate_next);
+        out.push_back(ref);
+        for (const auto& prior : out) {
+            if (prior.address == next) return WalkResult::TooDeep;
+        }
+        tstate = next;
+    }
+    return WalkResult::Ok;
+}
+
+WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first) {
+    innermost_first.clear();
+    if (thread.top_frame == 0) return WalkResult::Ok;
+    return uses_interpreter_frames() ? interpreter_frames(thread.top_frame, innermost_first)
+                                     : legacy_frames(thread.top_frame, innermost_first);
+}
+
+// Up to 3.10: heap PyFrameObjects linked by f_back; f_lasti is a byte offset up to 3.9 and a
+// code-unit index in 3.10.
+WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out) {
+    CycleGuard cycles;
+    std::int64_t lasti_scale = (major_ == 3 && minor_ >= 10) ? 2 : 1;
+    std::size_t needed = static_cast<std::size_t>(
+        std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti}) + 8);
+    buffer_.resize(needed);
+    while (frame != 0) {
+        if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
+        if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
+        const auto* code = codes_.lookup(field<std::uint64_t>(buffer_, layout_.frame_code));
+        if (code == nullptr) return WalkResult::NotCode;
+        std::int64_t lasti = field<std::int32_t>(buffer_, layout_.frame_lasti);
+        out.push_back({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale)});
+        frame = field<std::uint64_t>(buffer_, layout_.frame_back);
+    }
+    return WalkResult::Ok;
+}
+
+// 3.11+: _PyInterpreterFrames linked by `previous`. Frames owned by the C stack (3.12+ shims) are
+// not user code; frames that have not reached their first traceable instruction are not yet
+// visible to the interpreter's own tracebacks either.
+WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out) {
+    CycleGuard cycles;
+    buffer_.resize(static_cast<std::size_t>(layout_.iframe_size));
+    while (frame != 0) {
+        if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
+        if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
+        std::uint64_t previous = field<std::uint64_t>(buffer_, layout_.iframe_previous);
+        auto owner = static_cast<std::int64_t>(field<std::uint8_t>(buffer_, layout_.iframe_owner));
+        std::uint64_t code_address = field<std::uint64_t>(buffer_, layout_.iframe_code);
+        if (layout_.owner_cstack >= 0 && owner == layout_.owner_cstack) {
+            frame = previous;
+            continue;
+        }
+        const auto* code = codes_.lookup(code_address);
+        if (code == nullptr) return WalkResult::NotCode;
+        std::uint64_t instr = field<std::uint64_t>(buffer_, layout_.iframe_instr);
+        std::uint64_t code_start = at(code_address, layout_.code_adaptive);
+        auto byte_offset = static_cast<std::int64_t>(instr - code_start);
+        bool incomplete = owner != layout_.owner_generator && byte_offset < 2 * std::int64_t{code->firsttraceable};
+        if (!incomplete) out.push_back({code, code->line_at(byte_offset < 0 ? -1 : byte_offset)});
+        frame = previous;
+    }
+    return WalkResult::Ok;
+}
+
+}  // namespace pysample::sampler

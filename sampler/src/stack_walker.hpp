@@ -1,0 +1,56 @@
+// Walks an interpreter's thread states and each thread's frame chain.
+#pragma once
+
+#include "attach/memory.hpp"
+#include "layout.hpp"
+#include "symbolize/pycode.hpp"
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace pysample::sampler {
+
+struct ThreadStateRef {
+    std::uint64_t address = 0;
+    std::uint64_t thread_id = 0;  // pthread id
+    std::uint64_t native_id = 0;  // kernel tid (3.8+)
+    std::uint64_t top_frame = 0;  // innermost frame, 0 when the thread runs no Python code
+};
+
+struct PyFrame {
+    const symbolize::CodeInfo* code = nullptr;
+    int line = 0;
+};
+
+enum class WalkResult { Ok, ReadFailed, NotCode, TooDeep };
+std::string_view describe(WalkResult result);
+
+class StackWalker {
+public:
+    StackWalker(const PythonLayout& layout, int major, int minor, attach::Memory& memory,
+                symbolize::CodeCache& codes);
+
+    // Thread states of the interpreter at `interp`, in the interpreter's own order.
+    WalkResult threads(std::uint64_t interp, std::vector<ThreadStateRef>& out);
+    // The thread's Python frames, innermost first. Rejects the whole stack rather than returning a
+    // part of it when a frame cannot be read or does not hold a code object.
+    WalkResult frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first);
+
+private:
+    WalkResult legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out);
+    WalkResult interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out);
+    bool uses_interpreter_frames() const { return layout_.iframe_size > 0; }
+
+    static constexpr std::size_t kMaxDepth = 4096;
+    static constexpr std::size_t kMaxThreads = 16384;
+
+    const PythonLayout& layout_;
+    int major_;
+    int minor_;
+    attach::Memory& memory_;
+    symbolize::CodeCache& codes_;
+    std::vector<std::uint8_t> buffer_;
+};
+
+}  // namespace pysample::sampler

@@ -1,0 +1,61 @@
+#include "timer.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <ctime>
+
+namespace pysample::sampler {
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+std::atomic<pid_t> g_forward_pid{0};
+struct sigaction g_previous_int {};
+struct sigaction g_previous_term {};
+
+void on_stop_signal(int sig) {
+    g_stop_signal.store(sig);
+    pid_t child = g_forward_pid.load();
+    if (child > 0 && sig == SIGTERM) ::kill(child, SIGTERM);
+}
+
+}  // namespace
+
+DeadlineTimer::DeadlineTimer(double rate_hz)
+    : interval_(std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / rate_hz))),
+      next_(std::chrono::steady_clock::now()) {}
+
+void DeadlineTimer::wait_next() {
+    next_ += interval_;
+    auto now = std::chrono::steady_clock::now();
+    if (now > next_ + interval_) {
+        skipped_ += static_cast<std::uint64_t>((now - next_) / interval_);
+        next_ = now;
+        return;
+    }
+    auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(next_.time_since_epoch()).count();
+    timespec deadline{static_cast<time_t>(since_epoch / 1'000'000'000), static_cast<long>(since_epoch % 1'000'000'000)};
+    // steady_clock is CLOCK_MONOTONIC on Linux. EINTR (a stop signal) ends the wait early.
+    ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nullptr);
+}
+
+StopSignals::StopSignals() {
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: sleeps and waits return so the loop can stop
+    ::sigaction(SIGINT, &action, &g_previous_int);
+    ::sigaction(SIGTERM, &action, &g_previous_term);
+}
+
+StopSignals::~StopSignals() {
+    ::sigaction(SIGINT, &g_previous_int, nullptr);
+    ::sigaction(SIGTERM, &g_previous_term, nullptr);
+    g_forward_pid.store(0);
+}
+
+void StopSignals::forward_to(pid_t child) { g_forward_pid.store(child); }
+
+bool stop_requested() { return g_stop_signal.load() != 0; }
+int stop_signal() { return g_stop_signal.load(); }
+
+}  // namespace pysample::sampler

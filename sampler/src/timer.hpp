@@ -1,0 +1,39 @@
+// Sampling clock and stop signals.
+#pragma once
+
+#include <chrono>
+#include <sys/types.h>
+
+namespace pysample::sampler {
+
+// Ticks at absolute deadlines (start + n * interval), so the rate does not drift with the time
+// each sample takes. When a sample overruns by more than an interval the missed ticks are
+// dropped instead of being fired back to back.
+class DeadlineTimer {
+public:
+    explicit DeadlineTimer(double rate_hz);
+    // Sleeps until the next deadline; returns early when a signal arrives.
+    void wait_next();
+    std::uint64_t skipped() const { return skipped_; }
+
+private:
+    std::chrono::nanoseconds interval_;
+    std::chrono::steady_clock::time_point next_;
+    std::uint64_t skipped_ = 0;
+};
+
+// SIGINT and SIGTERM set a flag instead of killing pysample, so the profile collected so far is
+// written. In launch mode SIGTERM is passed on to the child (SIGINT from a terminal reaches it anyway).
+class StopSignals {
+public:
+    StopSignals();
+    ~StopSignals();
+    StopSignals(const StopSignals&) = delete;
+    StopSignals& operator=(const StopSignals&) = delete;
+    void forward_to(pid_t child);
+};
+
+bool stop_requested();
+int stop_signal();
+
+}  // namespace pysample::sampler

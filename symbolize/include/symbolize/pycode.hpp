@@ -1,0 +1,78 @@
+#pragma once
+
+#include "symbolize/linetable.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace pysample::attach {
+class Memory;
+}
+
+namespace pysample::symbolize {
+
+// Where a version keeps the code-object and string fields needed to name a frame. Offsets of -1
+// are fields the version does not have.
+struct CodeObjectLayout {
+    std::int64_t size = 0;
+    std::int64_t filename = -1;
+    std::int64_t name = -1;
+    std::int64_t qualname = -1;
+    std::int64_t firstlineno = -1;
+    std::int64_t linetable = -1;
+    std::int64_t firsttraceable = -1;
+    std::int64_t unicode_length = -1;
+    std::int64_t unicode_state = -1;
+    std::int64_t unicode_ascii_data = -1;
+    std::int64_t unicode_compact_data = -1;
+    std::int64_t bytes_size = -1;
+    std::int64_t bytes_data = -1;
+    LineTableFormat format = LineTableFormat::LocationTable311;
+    bool signed_lnotab = true;
+};
+
+struct CodeInfo {
+    std::string function;  // co_qualname where the version has it, else co_name
+    std::string filename;
+    int firstlineno = 0;
+    int firsttraceable = 0;  // index of the first instruction a traceback would show (3.11+)
+    std::vector<std::uint8_t> linetable;
+    LineTableFormat format = LineTableFormat::LocationTable311;
+    bool signed_lnotab = true;
+    mutable std::unordered_map<std::int64_t, int> lines;  // byte offset -> line
+
+    int line_at(std::int64_t byte_offset) const;
+};
+
+// Reads a str object of the target as UTF-8; nullopt when it does not look like a str.
+std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout,
+                                        std::uint64_t address, std::size_t max_chars = 4096);
+
+// Resolves code-object addresses to names and line tables, caching by address. Code objects are
+// immutable once created, so an entry stays valid while the object lives; the type check on each
+// new address rejects pointers that are not code objects.
+class CodeCache {
+public:
+    CodeCache(attach::Memory& memory, CodeObjectLayout layout, std::uint64_t code_type_address,
+              std::size_t max_entries = 1 << 16);
+    // nullptr when the address is not a readable code object.
+    const CodeInfo* lookup(std::uint64_t code_address);
+    bool is_code_object(std::uint64_t address);
+    const CodeObjectLayout& layout() const { return layout_; }
+    std::size_t size() const { return entries_.size(); }
+
+private:
+    std::unique_ptr<CodeInfo> load(std::uint64_t code_address);
+
+    attach::Memory& memory_;
+    CodeObjectLayout layout_;
+    std::uint64_t code_type_address_;
+    std::size_t max_entries_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<CodeInfo>> entries_;
+};
+
+}  // namespace pysample::symbolize

@@ -1,0 +1,140 @@
+#include "symbolize/elf.hpp"
+
+#include "attach/maps.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <elf.h>
+#include <fcntl.h>
+#include <stdexcept>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace pysample::symbolize {
+namespace {
+
+class FileDescriptor {
+public:
+    explicit FileDescriptor(int fd) : fd_(fd) {}
+    ~FileDescriptor() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+}  // namespace
+
+ElfFile::ElfFile(const std::string& path) : path_(path) {
+    FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0 || st.st_size < static_cast<off_t>(sizeof(Elf64_Ehdr))) {
+        throw std::runtime_error(path + " is too small to be an ELF file");
+    }
+    size_ = static_cast<std::size_t>(st.st_size);
+    void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (mapped == MAP_FAILED) throw std::runtime_error("cannot map " + path + ": " + std::strerror(errno));
+    data_ = static_cast<const std::uint8_t*>(mapped);
+    try {
+        parse();
+    } catch (...) {
+        ::munmap(const_cast<std::uint8_t*>(data_), size_);
+        throw;
+    }
+}
+
+ElfFile::~ElfFile() { ::munmap(const_cast<std::uint8_t*>(data_), size_); }
+
+void ElfFile::parse() {
+    Elf64_Ehdr header;
+    std::memcpy(&header, data_, sizeof(header));
+    if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) throw std::runtime_error(path_ + " is not an ELF file");
+    if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != ELFDATA2LSB) {
+        throw std::runtime_error(path_ + " is not a 64-bit little-endian ELF file");
+    }
+    type_is_dyn_ = header.e_type == ET_DYN;
+
+    auto in_file = [&](std::uint64_t offset, std::uint64_t count, std::uint64_t entsize) {
+        return offset <= size_ && count * entsize <= size_ - offset;
+    };
+    if (!in_file(header.e_phoff, header.e_phnum, sizeof(Elf64_Phdr)) ||
+        !in_file(header.e_shoff, header.e_shnum, sizeof(Elf64_Shdr))) {
+        throw std::runtime_error(path_ + " has headers beyond the end of the file");
+    }
+    for (std::size_t i = 0; i < header.e_phnum; ++i) {
+        Elf64_Phdr ph;
+        std::memcpy(&ph, data_ + header.e_phoff + i * sizeof(Elf64_Phdr), sizeof(ph));
+        if (ph.p_type == PT_LOAD) segments_.push_back({ph.p_vaddr, ph.p_offset, ph.p_filesz, ph.p_memsz});
+    }
+
+    std::vector<Elf64_Shdr> raw(header.e_shnum);
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        std::memcpy(&raw[i], data_ + header.e_shoff + i * sizeof(Elf64_Shdr), sizeof(Elf64_Shdr));
+    }
+    const Elf64_Shdr* names = header.e_shstrndx < raw.size() ? &raw[header.e_shstrndx] : nullptr;
+    for (const auto& sh : raw) {
+        Section section{{}, sh.sh_addr, sh.sh_offset, sh.sh_size, sh.sh_type, sh.sh_link};
+        if (names != nullptr && sh.sh_name < names->sh_size && names->sh_offset + names->sh_size <= size_) {
+            const char* start = reinterpret_cast<const char*>(data_ + names->sh_offset + sh.sh_name);
+            section.name.assign(start, ::strnlen(start, names->sh_size - sh.sh_name));
+        }
+        sections_.push_back(std::move(section));
+    }
+}
+
+const ElfFile::Section* ElfFile::section(std::string_view name) const {
+    for (const auto& section : sections_) {
+        if (section.name == name) return &section;
+    }
+    return nullptr;
+}
+
+std::span<const std::uint8_t> ElfFile::section_data(const Section& section) const {
+    if (section.type == SHT_NOBITS || section.offset > size_ || section.size > size_ - section.offset) return {};
+    return {data_ + section.offset, section.size};
+}
+
+void ElfFile::index_symbols(const Section& symtab) const {
+    if (symtab.offset > size_ || symtab.size > size_ - symtab.offset || symtab.link >= sections_.size()) return;
+    auto string_bytes = section_data(sections_[symtab.link]);
+    std::size_t count = symtab.size / sizeof(Elf64_Sym);
+    for (std::size_t i = 0; i < count; ++i) {
+        Elf64_Sym sym;
+        std::memcpy(&sym, data_ + symtab.offset + i * sizeof(Elf64_Sym), sizeof(sym));
+        if (sym.st_shndx == SHN_UNDEF || sym.st_name >= string_bytes.size()) continue;
+        const char* name = reinterpret_cast<const char*>(string_bytes.data() + sym.st_name);
+        std::string_view view(name, ::strnlen(name, string_bytes.size() - sym.st_name));
+        symbols_.try_emplace(view, sym.st_value);
+    }
+}
+
+std::optional<std::uint64_t> ElfFile::symbol(std::string_view name) const {
+    if (!symbols_indexed_) {
+        for (const auto& section : sections_) {
+            if (section.type == SHT_DYNSYM || section.type == SHT_SYMTAB) index_symbols(section);
+        }
+        symbols_indexed_ = true;
+    }
+    auto it = symbols_.find(name);
+    if (it == symbols_.end()) return std::nullopt;
+    return it->second;
+}
+
+std::uint64_t ElfFile::load_bias(const attach::MapEntry& lowest_mapping) const {
+    if (!type_is_dyn_) return 0;
+    for (const auto& seg : segments_) {
+        std::uint64_t page_offset = seg.offset & ~std::uint64_t{0xfff};
+        if (lowest_mapping.offset >= page_offset && lowest_mapping.offset < seg.offset + seg.filesz) {
+            return lowest_mapping.start - lowest_mapping.offset - (seg.vaddr - seg.offset);
+        }
+    }
+    return lowest_mapping.start - lowest_mapping.offset;
+}
+
+}  // namespace pysample::symbolize

@@ -1,0 +1,133 @@
+#include "symbolize/pycode.hpp"
+
+#include "attach/memory.hpp"
+
+#include <cstring>
+
+namespace pysample::symbolize {
+namespace {
+
+constexpr std::uint64_t kObTypeOffset = 8;
+constexpr std::size_t kMaxLineTable = 1 << 20;
+
+template <typename T>
+T field(const std::vector<std::uint8_t>& bytes, std::int64_t offset) {
+    T value{};
+    if (offset >= 0 && static_cast<std::size_t>(offset) + sizeof(T) <= bytes.size()) {
+        std::memcpy(&value, bytes.data() + offset, sizeof(T));
+    }
+    return value;
+}
+
+void append_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xC0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xE0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x110000) {
+        out += static_cast<char>(0xF0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        out += "\xEF\xBF\xBD";
+    }
+}
+
+std::optional<std::vector<std::uint8_t>> read_bytes_object(attach::Memory& memory, const CodeObjectLayout& layout,
+                                                           std::uint64_t address) {
+    std::int64_t size = 0;
+    if (address == 0 || !memory.read_value(address + static_cast<std::uint64_t>(layout.bytes_size), size) ||
+        size < 0 || static_cast<std::size_t>(size) > kMaxLineTable) {
+        return std::nullopt;
+    }
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+    if (!memory.read(address + static_cast<std::uint64_t>(layout.bytes_data), bytes.data(), bytes.size())) {
+        return std::nullopt;
+    }
+    return bytes;
+}
+
+}  // namespace
+
+int CodeInfo::line_at(std::int64_t byte_offset) const {
+    if (auto it = lines.find(byte_offset); it != lines.end()) return it->second;
+    int line = line_for_offset(format, linetable, firstlineno, byte_offset, signed_lnotab);
+    if (lines.size() < 4096) lines.emplace(byte_offset, line);
+    return line;
+}
+
+// The state bit-field of PyASCIIObject: interned (2 bits), kind (3), compact (1), ascii (1).
+std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout,
+                                        std::uint64_t address, std::size_t max_chars) {
+    if (address == 0) return std::nullopt;
+    std::int64_t length = 0;
+    std::uint32_t state = 0;
+    if (!memory.read_value(address + static_cast<std::uint64_t>(layout.unicode_length), length) ||
+        !memory.read_value(address + static_cast<std::uint64_t>(layout.unicode_state), state)) {
+        return std::nullopt;
+    }
+    unsigned kind = (state >> 2) & 7;
+    bool compact = (state >> 5) & 1;
+    bool ascii = (state >> 6) & 1;
+    if (length < 0 || !compact || (kind != 1 && kind != 2 && kind != 4)) return std::nullopt;
+    std::size_t chars = std::min(static_cast<std::size_t>(length), max_chars);
+    std::uint64_t data = address + static_cast<std::uint64_t>(ascii ? layout.unicode_ascii_data
+                                                                      : layout.unicode_compact_data);
+    std::vector<std::uint8_t> raw(chars * kind);
+    if (!memory.read(data, raw.data(), raw.size())) return std::nullopt;
+    std::string out;
+    out.reserve(chars);
+    for (std::size_t i = 0; i < chars; ++i) {
+        std::uint32_t cp = 0;
+        std::memcpy(&cp, raw.data() + i * kind, kind);
+        append_utf8(out, cp);
+    }
+    return out;
+}
+
+CodeCache::CodeCache(attach::Memory& memory, CodeObjectLayout layout, std::uint64_t code_type_address,
+                     std::size_t max_entries)
+    : memory_(memory), layout_(layout), code_type_address_(code_type_address), max_entries_(max_entries) {}
+
+bool CodeCache::is_code_object(std::uint64_t address) {
+    std::uint64_t type = 0;
+    return address != 0 && memory_.read_value(address + kObTypeOffset, type) &&
+           (code_type_address_ == 0 || type == code_type_address_);
+}
+
+const CodeInfo* CodeCache::lookup(std::uint64_t code_address) {
+    if (auto it = entries_.find(code_address); it != entries_.end()) return it->second.get();
+    auto info = load(code_address);
+    if (!info) return nullptr;
+    if (entries_.size() >= max_entries_) entries_.clear();
+    return entries_.emplace(code_address, std::move(info)).first->second.get();
+}
+
+std::unique_ptr<CodeInfo> CodeCache::load(std::uint64_t code_address) {
+    std::vector<std::uint8_t> raw(static_cast<std::size_t>(layout_.size));
+    if (code_address == 0 || !memory_.read(code_address, raw.data(), raw.size())) return nullptr;
+    if (code_type_address_ != 0 && field<std::uint64_t>(raw, kObTypeOffset) != code_type_address_) return nullptr;
+
+    auto info = std::make_unique<CodeInfo>();
+    std::int64_t name_field = layout_.qualname >= 0 ? layout_.qualname : layout_.name;
+    auto function = read_unicode(memory_, layout_, field<std::uint64_t>(raw, name_field));
+    auto filename = read_unicode(memory_, layout_, field<std::uint64_t>(raw, layout_.filename));
+    auto table = read_bytes_object(memory_, layout_, field<std::uint64_t>(raw, layout_.linetable));
+    if (!function || !filename || !table) return nullptr;
+    info->function = std::move(*function);
+    info->filename = std::move(*filename);
+    info->linetable = std::move(*table);
+    info->firstlineno = field<std::int32_t>(raw, layout_.firstlineno);
+    info->firsttraceable = layout_.firsttraceable >= 0 ? field<std::int32_t>(raw, layout_.firsttraceable) : 0;
+    info->format = layout_.format;
+    info->signed_lnotab = layout_.signed_lnotab;
+    return info;
+}
+
+}  // namespace pysample::symbolize

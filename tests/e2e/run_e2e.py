@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""End-to-end tests: run real Python workloads and check what pysample reports about them.
+
+Usage: run_e2e.py --pysample BIN --python INTERPRETER TEST
+       run_e2e.py --pysample BIN errors
+"""
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOADS = os.path.join(HERE, "workloads")
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def markers(workload):
+    """Line numbers of the '# @name' markers in a workload's source."""
+    found = {}
+    with open(os.path.join(WORKLOADS, workload)) as source:
+        for number, line in enumerate(source, 1):
+            match = re.search(r"# @(\w+)", line)
+            if match:
+                found[match.group(1)] = number
+    return found
+
+
+def parse_frame(text):
+    match = re.match(r"^(.*) \((.*)\)$", text)
+    if not match:
+        return (text, None, None)
+    function, location = match.groups()
+    path, _, line = location.rpartition(":")
+    if path and line.isdigit():
+        return (function, path, int(line))
+    return (function, location, None)
+
+
+def parse_collapsed(path):
+    stacks = []
+    with open(path, encoding="utf-8") as profile:
+        for line in profile:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            frames, _, count = line.rpartition(" ")
+            check(count.isdigit(), "malformed collapsed line: %r" % line)
+            stacks.append(([parse_frame(f) for f in frames.split(";")], int(count)))
+    return stacks
+
+
+class Workload:
+    """A workload started directly (not by pysample), waited for until it prints 'ready'."""
+
+    def __init__(self, python, name, *args):
+        self.path = os.path.join(WORKLOADS, name)
+        self.proc = subprocess.Popen([python, self.path] + [str(a) for a in args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        check(line.strip() == "ready", "%s did not start: %r %s" % (name, line, self.proc.stderr.read()
+                                                                     if self.proc.poll() is not None else ""))
+        self.pid = self.proc.pid
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def run_pysample(pysample, args, timeout=60):
+    started = time.time()
+    result = subprocess.run([pysample] + args, capture_output=True, text=True, timeout=timeout)
+    sys.stdout.write("$ pysample %s  -> exit %d in %.1fs\n%s" % (" ".join(args), result.returncode,
+                                                                 time.time() - started, result.stderr))
+    return result
+
+
+def record(pysample, pid, tmp, *extra, duration=3):
+    out = os.path.join(tmp, "profile.txt")
+    result = run_pysample(pysample, ["record", "--pid", str(pid), "--duration", str(duration), "--format",
+                                     "collapsed", "--output", out] + list(extra))
+    check(result.returncode == 0, "pysample record failed with %d: %s" % (result.returncode, result.stderr))
+    return parse_collapsed(out), result
+
+
+def check_split(stacks, path):
+    """The 30/70 workload: exact call chains with the right lines, and the CPU split."""
+    m = markers("split.py")
+    chains = {
+        "work_30": [("<module>", path, m["callmain"]), ("main", path, m["call30"])],
+        "work_70": [("<module>", path, m["callmain"]), ("main", path, m["call70"])],
+    }
+    loop_line = {"work_30": m["loop30"], "work_70": m["loop70"]}
+    body = {"work_30": range(m["loop30"] - 2, m["loop30"] + 2), "work_70": range(m["loop70"] - 2, m["loop70"] + 2)}
+    counts = {"work_30": 0, "work_70": 0}
+    on_loop = {"work_30": 0, "work_70": 0}
+    total = 0
+    for frames, count in stacks:
+        total += count
+        leaf = frames[-1]
+        for frame in frames:
+            check(frame[1] == path, "unexpected frame %r in %r" % (frame, frames))
+        if leaf[0] not in counts:
+            check(leaf[0] == "main" or leaf[0] == "<module>", "unexpected leaf %r" % (leaf,))
+            continue
+        check(frames[:-1] == chains[leaf[0]], "wrong call chain for %s: %r, expected %r" %
+              (leaf[0], frames[:-1], chains[leaf[0]]))
+        check(leaf[2] in body[leaf[0]], "line %s outside %s" % (leaf[2], leaf[0]))
+        counts[leaf[0]] += count
+        if leaf[2] == loop_line[leaf[0]]:
+            on_loop[leaf[0]] += count
+    both = counts["work_30"] + counts["work_70"]
+    check(both >= 0.9 * total and both > 100, "too few samples in the workers: %d of %d" % (both, total))
+    for name in counts:
+        check(on_loop[name] >= 0.9 * counts[name], "%s: only %d of %d samples on its loop line %d" %
+              (name, on_loop[name], counts[name], loop_line[name]))
+    share = counts["work_30"] / both
+    print("work_30 share: %.3f (%d of %d samples)" % (share, counts["work_30"], both))
+    check(0.20 <= share <= 0.40, "work_30 took %.1f%% of the samples, expected about 30%%" % (100 * share))
+
+
+def test_split(pysample, python, tmp, blocking=False):
+    with Workload(python, "split.py", 30) as workload:
+        extra = ["--blocking"] if blocking else []
+        stacks, result = record(pysample, workload.pid, tmp, *extra)
+        check(workload.proc.poll() is None, "the workload died while being profiled")
+        check_split(stacks, workload.path)
+        check("Top" in result.stderr or "%Own" in result.stderr, "no summary printed")
+        check(re.search(r"\d+ samples in [\d.]+ s", result.stderr), "summary lacks the sample count")
+
+
+def test_split_blocking(pysample, python, tmp):
+    test_split(pysample, python, tmp, blocking=True)
+
+
+def test_threads(pysample, python, tmp):
+    m = markers("threads.py")
+    with Workload(python, "threads.py", 30) as workload:
+        stacks, _ = record(pysample, workload.pid, tmp, "--threads")
+    per_function = {}
+    thread_roots = set()
+    total = 0
+    for frames, count in stacks:
+        total += count
+        root = frames[0]
+        check(root[0].startswith("thread "), "missing thread root in %r" % (frames,))
+        thread_roots.add(root[0])
+        names = [f[0] for f in frames[1:]]
+        for busy in ("busy_alpha", "busy_beta", "busy_gamma"):
+            if busy in names:
+                index = names.index(busy)
+                check(frames[1 + index][2] == m[busy.split("_")[1]], "wrong line for %s: %r" % (busy, frames))
+                per_function[busy] = per_function.get(busy, 0) + count
+    print("samples per busy function:", per_function, "threads:", sorted(thread_roots))
+    for busy in ("busy_alpha", "busy_beta", "busy_gamma"):
+        check(per_function.get(busy, 0) >= 0.05 * total, "%s has %d of %d samples" %
+              (busy, per_function.get(busy, 0), total))
+    check(len(thread_roots) >= 3, "expected at least 3 threads, saw %r" % thread_roots)
+
+
+def test_launch(pysample, python, tmp):
+    out = os.path.join(tmp, "launch.txt")
+    script = os.path.join(WORKLOADS, "exit_code.py")
+    result = run_pysample(pysample, ["record", "-f", "collapsed", "-o", out, "--", python, script, "1.5", "7"])
+    check(result.returncode == 7, "pysample returned %d, expected the child's exit code 7" % result.returncode)
+    m = markers("exit_code.py")
+    stacks = parse_collapsed(out)
+    burn = sum(c for frames, c in stacks
+               if frames == [("<module>", script, m["callburn"]), ("burn", script, m["burn"])])
+    total = sum(c for _, c in stacks)
+    check(burn >= 0.8 * total and burn > 50, "burn() seen in %d of %d samples" % (burn, total))
+
+
+def test_dump(pysample, python, tmp):
+    m = markers("sleeper.py")
+    with Workload(python, "sleeper.py", 30) as workload:
+        time.sleep(0.2)
+        result = run_pysample(pysample, ["dump", "--pid", str(workload.pid)])
+        print(result.stdout)
+        check(result.returncode == 0, "dump failed with %d" % result.returncode)
+        path = workload.path
+        expected = [
+            'File "%s", line %d, in <module>' % (path, m["callouter"]),
+            'File "%s", line %d, in outer' % (path, m["callinner"]),
+            'File "%s", line %d, in inner' % (path, m["sleep"]),
+        ]
+        lines = [line.strip() for line in result.stdout.splitlines()]
+        check(any(line.startswith("Thread %d " % workload.pid) and line.endswith("(idle):") for line in lines),
+              "main thread %d not listed as idle" % workload.pid)
+        start = lines.index("Traceback (most recent call last):") if "Traceback (most recent call last):" in lines else -1
+        check(start >= 0, "no traceback printed")
+        check(lines[start + 1:start + 4] == expected, "dump printed %r, expected %r" %
+              (lines[start + 1:start + 4], expected))
+
+
+def test_errors(pysample, _python, tmp):
+    # A pid that does not exist: the highest pid plus one is free at this instant.
+    with open("/proc/sys/kernel/pid_max") as f:
+        missing = int(f.read()) - 1
+    while os.path.exists("/proc/%d" % missing):
+        missing -= 1
+    result = run_pysample(pysample, ["record", "--pid", str(missing), "--duration", "1"])
+    check(result.returncode == 3, "no such pid: exit %d, expected 3" % result.returncode)
+    check(len(result.stderr.strip().splitlines()) == 1 and "no process" in result.stderr,
+          "no such pid: expected one clear line, got %r" % result.stderr)
+
+    sleeper = subprocess.Popen(["sleep", "100"])
+    try:
+        time.sleep(0.1)
+        for sub in (["record", "--duration", "1"], ["dump"]):
+            result = run_pysample(pysample, sub + ["--pid", str(sleeper.pid)])
+            check(result.returncode == 5, "sleep process: exit %d, expected 5" % result.returncode)
+            check(len(result.stderr.strip().splitlines()) == 1 and "not a Python process" in result.stderr,
+                  "sleep process: expected one clear line, got %r" % result.stderr)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    result = run_pysample(pysample, ["record", "--pid", "1", "--format", "bogus"])
+    check(result.returncode == 2, "bad format: exit %d, expected 2" % result.returncode)
+    result = run_pysample(pysample, ["record", "-f", "collapsed", "-o", os.path.join(tmp, "x.txt"), "--",
+                                     "/nonexistent/program"])
+    check(result.returncode == 2 and "cannot run" in result.stderr, "missing program: %r" % result.stderr)
+
+
+TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test_")}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pysample", required=True)
+    parser.add_argument("--python", default=None)
+    parser.add_argument("test", choices=sorted(TESTS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pysample-e2e-") as tmp:
+        try:
+            TESTS[args.test](os.path.abspath(args.pysample), args.python, tmp)
+        except Failure as failure:
+            print("FAILED %s (%s): %s" % (args.test, args.python, failure))
+            return 1
+    print("passed %s (%s)" % (args.test, args.python))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
