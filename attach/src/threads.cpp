@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <thread>
+#include "attach/memory.hpp"
 #include <fstream>
 #include <signal.h>
 #include <sstream>
@@ -143,6 +146,51 @@ std::vector<std::pair<pid_t, char>> ThreadStateReader::read_all() {
     });
     for (pid_t tid : tids) states.emplace_back(tid, read_state(tid));
     return states;
+}
+
+}  // namespace pysample::attach
+
+namespace pysample::attach {
+namespace {
+
+constexpr std::size_t kPthreadScanBytes = 2048;
+
+std::vector<std::size_t> offsets_holding_own_tid() {
+    std::vector<std::size_t> offsets;
+    auto self = reinterpret_cast<const std::uint8_t*>(::pthread_self());
+    auto tid = static_cast<std::int32_t>(::gettid());
+    for (std::size_t offset = 0; offset + sizeof(tid) <= kPthreadScanBytes; offset += sizeof(tid)) {
+        std::int32_t value;
+        std::memcpy(&value, self + offset, sizeof(value));
+        if (value == tid) offsets.push_back(offset);
+    }
+    return offsets;
+}
+
+}  // namespace
+
+// Candidates seen in two threads with different tids leave only the real field.
+std::optional<std::size_t> pthread_tid_offset() {
+    static const std::optional<std::size_t> offset = [] {
+        auto main_offsets = offsets_holding_own_tid();
+        std::vector<std::size_t> other_offsets;
+        std::thread([&] { other_offsets = offsets_holding_own_tid(); }).join();
+        std::optional<std::size_t> found;
+        for (std::size_t candidate : main_offsets) {
+            if (std::find(other_offsets.begin(), other_offsets.end(), candidate) == other_offsets.end()) continue;
+            if (found) return std::optional<std::size_t>{};  // ambiguous
+            found = candidate;
+        }
+        return found;
+    }();
+    return offset;
+}
+
+std::optional<pid_t> tid_of_pthread(Memory& memory, std::uint64_t pthread_id) {
+    auto offset = pthread_tid_offset();
+    std::int32_t tid = 0;
+    if (!offset || pthread_id == 0 || !memory.read_value(pthread_id + *offset, tid) || tid <= 0) return std::nullopt;
+    return static_cast<pid_t>(tid);
 }
 
 }  // namespace pysample::attach

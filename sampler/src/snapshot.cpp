@@ -22,6 +22,53 @@ const std::string& Snapshotter::thread_name(pid_t tid) {
     return it->second;
 }
 
+namespace {
+
+// Two walks agree when they saw the same code in every frame and every caller at the same line;
+// only the innermost frame may have moved on (it is running).
+bool same_stack(const std::vector<PyFrame>& a, const std::vector<PyFrame>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (a[i].code != b[i].code || (i > 0 && a[i].line != b[i].line)) return false;
+    }
+    return true;
+}
+
+constexpr int kMaxWalks = 4;
+
+}  // namespace
+
+WalkResult Snapshotter::walk(ThreadStateRef thread, std::vector<PyFrame>& frames) {
+    pages_.clear();
+    if (auto refreshed = walker_.refresh_top_frame(thread); refreshed != WalkResult::Ok) return refreshed;
+    return walker_.frames(thread, frames);
+}
+
+// Without stopping the thread, a walk can combine a caller read before a call or return with a
+// callee read after it. Reading the stack again and keeping it only when both reads agree rejects
+// such mixtures instead of reporting call chains that never existed.
+WalkResult Snapshotter::walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames) {
+    WalkResult result = walk(thread, previous_walk_);
+    for (int attempt = 1; attempt < kMaxWalks; ++attempt) {
+        WalkResult again = walk(thread, frames);
+        if (result == WalkResult::Ok && again == WalkResult::Ok && same_stack(previous_walk_, frames)) {
+            return WalkResult::Ok;
+        }
+        result = again;
+        std::swap(previous_walk_, frames);
+    }
+    frames.clear();
+    return result == WalkResult::Ok ? WalkResult::Torn : result;
+}
+
+// Before 3.11 a thread state records only the pthread id; the kernel tid is found through it and
+// trusted only when it names a live thread of the target.
+pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread, const std::map<pid_t, char>& live) {
+    if (thread.native_id != 0) return static_cast<pid_t>(thread.native_id);
+    auto tid = attach::tid_of_pthread(pages_, thread.thread_id);
+    return tid && live.count(*tid) != 0 ? *tid : 0;
+}
+
 // Scheduler states are read before the threads are stopped: a stopped thread always looks idle.
 Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool walk_idle) {
     out.clear();
@@ -44,14 +91,14 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
     bool any_failed = false;
     for (const auto& thread : threads_) {
         ThreadSnapshot snap;
-        snap.id = thread.native_id != 0 ? thread.native_id : thread.thread_id;
-        auto tid = static_cast<pid_t>(thread.native_id);
+        auto tid = kernel_tid(thread, state_of);
+        snap.id = tid != 0 ? static_cast<std::uint64_t>(tid) : thread.thread_id;
         auto state = state_of.find(tid);
-        snap.idle = thread.native_id != 0 && (state == state_of.end() || state->second != 'R');
+        snap.idle = tid != 0 && (state == state_of.end() || state->second != 'R');
         if (state != state_of.end()) snap.name = thread_name(tid);
         if (!snap.idle || walk_idle) {
             ++stats_.thread_stacks;
-            snap.result = walker_.frames(thread, snap.frames);
+            snap.result = suspender_ ? walker_.frames(thread, snap.frames) : walk_consistent(thread, snap.frames);
             if (snap.result != WalkResult::Ok) {
                 any_failed = true;
                 ++stats_.rejected;

@@ -42,6 +42,9 @@ public:
 
 private:
     const std::string& thread_name(pid_t tid);
+    pid_t kernel_tid(const ThreadStateRef& thread, const std::map<pid_t, char>& live);
+    WalkResult walk(ThreadStateRef thread, std::vector<PyFrame>& frames);
+    WalkResult walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames);
 
     PythonProcess& process_;
     attach::PageCache pages_;
@@ -51,6 +54,7 @@ private:
     std::unique_ptr<attach::ThreadSuspender> suspender_;
     std::map<pid_t, std::string> names_;
     std::vector<ThreadStateRef> threads_;
+    std::vector<PyFrame> previous_walk_;
     SnapshotStats stats_;
 };
 

@@ -47,6 +47,7 @@ std::string_view describe(WalkResult result) {
         case WalkResult::ReadFailed: return "memory read failed";
         case WalkResult::NotCode: return "frame without a code object";
         case WalkResult::TooDeep: return "frame chain too deep or cyclic";
+        case WalkResult::Torn: return "stack changed while being read";
     }
     return "unknown";
 }
@@ -69,12 +70,7 @@ WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef
         ref.native_id = layout_.tstate_native_thread_id >= 0
                             ? field<std::uint64_t>(buffer_, layout_.tstate_native_thread_id)
                             : 0;
-        std::uint64_t frame = field<std::uint64_t>(buffer_, layout_.tstate_frame);
-        if (layout_.cframe_current_frame >= 0 && frame != 0) {
-            std::uint64_t cframe = frame;
-            if (!memory_.read_value(at(cframe, layout_.cframe_current_frame), frame)) return WalkResult::ReadFailed;
-        }
-        ref.top_frame = frame;
+        ref.top_frame = read_top_frame(field<std::uint64_t>(buffer_, layout_.tstate_frame));
         std::uint64_t next = field<std::uint64_t>(buffer_, layout_.tstate_next);
         out.push_back(ref);
         for (const auto& prior : out) {
@@ -82,6 +78,21 @@ WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef
         }
         tstate = next;
     }
+    return WalkResult::Ok;
+}
+
+// 3.11 and 3.12 reach the frame through the thread's _PyCFrame.
+std::uint64_t StackWalker::read_top_frame(std::uint64_t frame_field) {
+    if (layout_.cframe_current_frame < 0 || frame_field == 0) return frame_field;
+    std::uint64_t frame = 0;
+    memory_.read_value(at(frame_field, layout_.cframe_current_frame), frame);
+    return frame;
+}
+
+WalkResult StackWalker::refresh_top_frame(ThreadStateRef& thread) {
+    std::uint64_t frame_field = 0;
+    if (!memory_.read_value(at(thread.address, layout_.tstate_frame), frame_field)) return WalkResult::ReadFailed;
+    thread.top_frame = read_top_frame(frame_field);
     return WalkResult::Ok;
 }
 

@@ -23,7 +23,7 @@ struct PyFrame {
     int line = 0;
 };
 
-enum class WalkResult { Ok, ReadFailed, NotCode, TooDeep };
+enum class WalkResult { Ok, ReadFailed, NotCode, TooDeep, Torn };
 std::string_view describe(WalkResult result);
 
 class StackWalker {
@@ -36,8 +36,11 @@ public:
     // The thread's Python frames, innermost first. Rejects the whole stack rather than returning a
     // part of it when a frame cannot be read or does not hold a code object.
     WalkResult frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first);
+    // Reads the thread's innermost frame pointer again.
+    WalkResult refresh_top_frame(ThreadStateRef& thread);
 
 private:
+    std::uint64_t read_top_frame(std::uint64_t frame_field);
     WalkResult legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out);
     WalkResult interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out);
     bool uses_interpreter_frames() const { return layout_.iframe_size > 0; }

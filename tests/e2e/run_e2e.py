@@ -180,8 +180,9 @@ def test_launch(pysample, python, tmp):
     check(result.returncode == 7, "pysample returned %d, expected the child's exit code 7" % result.returncode)
     m = markers("exit_code.py")
     stacks = parse_collapsed(out)
-    burn = sum(c for frames, c in stacks
-               if frames == [("<module>", script, m["callburn"]), ("burn", script, m["burn"])])
+    body = range(m["burnfirst"], m["burnlast"] + 1)
+    burn = sum(c for frames, c in stacks if len(frames) == 2 and frames[0] == ("<module>", script, m["callburn"])
+               and frames[1][:2] == ("burn", script) and frames[1][2] in body)
     total = sum(c for _, c in stacks)
     check(burn >= 0.8 * total and burn > 50, "burn() seen in %d of %d samples" % (burn, total))
 

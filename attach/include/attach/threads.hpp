@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -48,5 +49,17 @@ private:
     pid_t pid_;
     std::vector<std::pair<pid_t, int>> fds_;
 };
+
+}  // namespace pysample::attach
+
+namespace pysample::attach {
+
+class Memory;
+
+// On glibc a pthread_t is the address of the thread's `struct pthread`, which records the
+// kernel tid. The offset of that field is found once in this process (same libc as targets on
+// the same system) and checked against a thread whose tid is known before it is trusted.
+std::optional<std::size_t> pthread_tid_offset();
+std::optional<pid_t> tid_of_pthread(Memory& memory, std::uint64_t pthread_id);
 
 }  // namespace pysample::attach

@@ -4,11 +4,11 @@ import time
 
 
 def burn(seconds):
-    end = time.time() + seconds
+    end = time.time() + seconds  # @burnfirst
     count = 0
     while time.time() < end:
         count += 1  # @burn
-    return count
+    return count  # @burnlast
 
 
 burn(float(sys.argv[1]))  # @callburn

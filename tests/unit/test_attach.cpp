@@ -1,0 +1,114 @@
+#include "attach/maps.hpp"
+#include "attach/memory.hpp"
+#include "attach/threads.hpp"
+
+#include <doctest/doctest.h>
+#include <algorithm>
+#include <numeric>
+#include <pthread.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace pysample::attach;
+
+TEST_CASE("maps lines are parsed with permissions, offsets and paths with spaces") {
+    const char* text =
+        "55d0c9a00000-55d0c9a01000 r--p 00000000 fe:01 1234   /usr/bin/python3.11\n"
+        "7f1c2a000000-7f1c2a021000 rw-p 00000000 00:00 0 \n"
+        "7f1c2b000000-7f1c2b200000 r-xp 0001f000 fe:01 99 /opt/my dir/libpython3.12.so.1.0\n"
+        "garbage line\n"
+        "7ffd1e000000-7ffd1e021000 rw-p 00000000 00:00 0                          [stack]\n";
+    auto maps = parse_maps(text);
+    REQUIRE(maps.size() == 4);
+    CHECK(maps[0].start == 0x55d0c9a00000);
+    CHECK(maps[0].end == 0x55d0c9a01000);
+    CHECK(maps[0].perms == "r--p");
+    CHECK(maps[0].path == "/usr/bin/python3.11");
+    CHECK(maps[1].path.empty());
+    CHECK(maps[2].offset == 0x1f000);
+    CHECK(maps[2].path == "/opt/my dir/libpython3.12.so.1.0");
+    CHECK(maps[3].path == "[stack]");
+    CHECK(first_mapping_of(maps, "/usr/bin/python3.11") == &maps[0]);
+    CHECK(first_mapping_of(maps, "/nope") == nullptr);
+}
+
+TEST_CASE("address space answers readability across merged ranges") {
+    auto maps = parse_maps(
+        "1000-2000 r--p 0 0:0 0\n"
+        "2000-3000 rw-p 0 0:0 0\n"
+        "5000-6000 ---p 0 0:0 0\n");
+    AddressSpace space(maps);
+    CHECK(space.readable(0x1000));
+    CHECK(space.readable(0x1ff8, 16));
+    CHECK_FALSE(space.readable(0x2ff8, 16));
+    CHECK_FALSE(space.readable(0x5000));
+    CHECK_FALSE(space.readable(0x0fff));
+}
+
+TEST_CASE("process memory reads this process, singly and batched, and reports failures") {
+    ProcessMemory memory(::getpid());
+    std::vector<std::uint64_t> values(1000);
+    std::iota(values.begin(), values.end(), 7);
+    std::uint64_t one = 0;
+    REQUIRE(memory.read_value(reinterpret_cast<std::uint64_t>(&values[10]), one));
+    CHECK(one == 17);
+
+    std::vector<std::uint64_t> copies(3);
+    std::vector<ReadRequest> requests = {
+        {reinterpret_cast<std::uint64_t>(&values[0]), &copies[0], 8},
+        {8, &copies[1], 8},  // unmapped: must fail alone
+        {reinterpret_cast<std::uint64_t>(&values[999]), &copies[2], 8},
+    };
+    CHECK(memory.read_many(requests) == 2);
+    CHECK(copies[0] == 7);
+    CHECK(copies[2] == 1006);
+    CHECK_FALSE(memory.read_value(8, one));
+}
+
+TEST_CASE("page cache returns the same bytes as direct reads, across page boundaries") {
+    ProcessMemory memory(::getpid());
+    PageCache cache(memory);
+    std::vector<std::uint8_t> data(20000);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>(i * 31);
+    std::vector<std::uint8_t> out(9000);
+    REQUIRE(cache.read(reinterpret_cast<std::uint64_t>(data.data()) + 1000, out.data(), out.size()));
+    CHECK(std::equal(out.begin(), out.end(), data.begin() + 1000));
+    data[5000] = 1;  // cached until clear()
+    std::uint8_t byte = 0;
+    REQUIRE(cache.read_value(reinterpret_cast<std::uint64_t>(&data[5000]), byte));
+    CHECK(byte == static_cast<std::uint8_t>(5000 * 31));
+    cache.clear();
+    REQUIRE(cache.read_value(reinterpret_cast<std::uint64_t>(&data[5000]), byte));
+    CHECK(byte == 1);
+}
+
+TEST_CASE("threads of this process are listed with their state") {
+    auto tids = list_threads(::getpid());
+    REQUIRE_FALSE(tids.empty());
+    CHECK(std::find(tids.begin(), tids.end(), ::getpid()) != tids.end());
+    auto status = read_thread_status(::getpid(), ::getpid());
+    REQUIRE(status);
+    CHECK(status->state == 'R');
+    CHECK(status->name == "unit_tests");
+    ThreadStateReader reader(::getpid());
+    auto states = reader.read_all();
+    REQUIRE_FALSE(states.empty());
+    CHECK(process_exists(::getpid()));
+}
+
+TEST_CASE("the kernel tid is found through a pthread id, for this thread and another") {
+    REQUIRE(pthread_tid_offset());
+    ProcessMemory memory(::getpid());
+    auto tid = tid_of_pthread(memory, static_cast<std::uint64_t>(::pthread_self()));
+    REQUIRE(tid);
+    CHECK(*tid == ::gettid());
+    pid_t other_tid = 0;
+    std::optional<pid_t> found;
+    std::thread other([&] {
+        other_tid = ::gettid();
+        found = tid_of_pthread(memory, static_cast<std::uint64_t>(::pthread_self()));
+    });
+    other.join();
+    REQUIRE(found);
+    CHECK(*found == other_tid);
+}

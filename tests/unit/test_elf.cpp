@@ -1,0 +1,49 @@
+#include "attach/maps.hpp"
+#include "symbolize/elf.hpp"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+using namespace pysample;
+
+extern "C" __attribute__((noinline, used)) int pysample_unit_probe(int x) { return x * 3 + 1; }
+extern "C" {
+__attribute__((used)) int pysample_unit_global = 42;
+}
+
+namespace {
+
+std::string self_path() {
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    REQUIRE(n > 0);
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+TEST_CASE("symbols of the running executable resolve to their runtime addresses with the load bias") {
+    std::string path = self_path();
+    symbolize::ElfFile elf(path);
+    auto maps = attach::read_maps(::getpid());
+    const auto* lowest = attach::first_mapping_of(maps, path);
+    REQUIRE(lowest != nullptr);
+    std::uint64_t bias = elf.load_bias(*lowest);
+
+    auto function = elf.symbol("pysample_unit_probe");
+    REQUIRE(function);
+    CHECK(bias + *function == reinterpret_cast<std::uint64_t>(&pysample_unit_probe));
+    auto global = elf.symbol("pysample_unit_global");
+    REQUIRE(global);
+    CHECK(bias + *global == reinterpret_cast<std::uint64_t>(&pysample_unit_global));
+    CHECK_FALSE(elf.symbol("no_such_symbol_anywhere"));
+    REQUIRE(elf.section(".text") != nullptr);
+    CHECK(elf.section(".text")->size > 0);
+    CHECK_FALSE(elf.load_segments().empty());
+}
+
+TEST_CASE("a non-ELF file is refused with its path in the message") {
+    CHECK_THROWS_WITH_AS(symbolize::ElfFile("/proc/self/status"), doctest::Contains("/proc/self/status"),
+                         std::runtime_error);
+    CHECK_THROWS_AS(symbolize::ElfFile("/nonexistent/file"), std::runtime_error);
+}

@@ -1,0 +1,104 @@
+#include "exporters/exporters.hpp"
+
+#include <doctest/doctest.h>
+#include <sstream>
+
+using namespace pysample::exporters;
+
+namespace {
+
+Profile small_profile() {
+    Profile profile;
+    auto main_thread = profile.intern_thread({100, "MainThread"});
+    auto worker = profile.intern_thread({101, "worker"});
+    auto module = profile.intern({"<module>", "/app/x.py", 30});
+    auto run = profile.intern({"run", "/app/x.py", 12});
+    auto work = profile.intern({"Worker.work", "/app/x.py", 5});
+    std::vector<FrameId> a{module, run};
+    std::vector<FrameId> b{module, run, work};
+    profile.add(main_thread, a, 2);
+    profile.add(main_thread, b, 3);
+    profile.add(worker, b, 5);
+    return profile;
+}
+
+}  // namespace
+
+TEST_CASE("collapsed output merges threads and lists each unique stack once, root first") {
+    std::ostringstream out;
+    write_collapsed(small_profile(), {}, out);
+    CHECK(out.str() ==
+          "<module> (/app/x.py:30);run (/app/x.py:12) 2\n"
+          "<module> (/app/x.py:30);run (/app/x.py:12);Worker.work (/app/x.py:5) 8\n");
+}
+
+TEST_CASE("collapsed output with thread roots and without line numbers") {
+    std::ostringstream out;
+    WriteOptions options;
+    options.thread_roots = true;
+    options.line_numbers = false;
+    write_collapsed(small_profile(), options, out);
+    CHECK(out.str() ==
+          "thread 100 (MainThread);<module> (/app/x.py);run (/app/x.py) 2\n"
+          "thread 100 (MainThread);<module> (/app/x.py);run (/app/x.py);Worker.work (/app/x.py) 3\n"
+          "thread 101 (worker);<module> (/app/x.py);run (/app/x.py);Worker.work (/app/x.py) 5\n");
+}
+
+TEST_CASE("separators inside names cannot break the folded format") {
+    Profile profile;
+    auto weird = profile.intern({"f;g\nh", "/a;b.py", 1});
+    std::vector<FrameId> stack{weird};
+    profile.add(profile.intern_thread({1, ""}), stack);
+    std::ostringstream out;
+    write_collapsed(profile, {}, out);
+    CHECK(out.str() == "f:g h (/a:b.py:1) 1\n");
+}
+
+TEST_CASE("top functions rank by own samples and count recursion once in total") {
+    Profile profile;
+    auto t = profile.intern_thread({1, ""});
+    auto f = profile.intern({"f", "a.py", 1});
+    auto f2 = profile.intern({"f", "a.py", 2});
+    auto g = profile.intern({"g", "a.py", 9});
+    std::vector<FrameId> recursive{f, f2, g};
+    std::vector<FrameId> leaf_f{f, f2};
+    profile.add(t, recursive, 4);
+    profile.add(t, leaf_f, 6);
+    auto top = top_functions(profile, 10);
+    REQUIRE(top.size() == 2);
+    CHECK(top[0].function == "f");
+    CHECK(top[0].own == 6);
+    CHECK(top[0].total == 10);
+    CHECK(top[1].function == "g");
+    CHECK(top[1].own == 4);
+}
+
+TEST_CASE("profile keeps totals exact past its distinct-stack bound") {
+    Profile profile(2);
+    auto t = profile.intern_thread({1, ""});
+    for (int i = 0; i < 5; ++i) {
+        std::vector<FrameId> stack{profile.intern({"f" + std::to_string(i), "a.py", 1})};
+        profile.add(t, stack);
+    }
+    CHECK(profile.total_count() == 5);
+    CHECK(profile.distinct_stacks() == 3);
+}
+
+TEST_CASE("flamegraph SVG escapes names from the target") {
+    Profile profile;
+    std::vector<FrameId> stack{profile.intern({"<lambda>&\"'</script>", "/x.py", 3})};
+    profile.add(profile.intern_thread({1, ""}), stack, 10);
+    std::ostringstream out;
+    write_flamegraph(profile, {}, out);
+    std::string svg = out.str();
+    CHECK(svg.find("&lt;lambda&gt;&amp;&quot;&apos;&lt;/script&gt;") != std::string::npos);
+    CHECK(svg.find("</script>") == std::string::npos);
+    CHECK(svg.find("<svg") != std::string::npos);
+}
+
+TEST_CASE("formats parse by name and pick extensions") {
+    CHECK(parse_format("collapsed") == Format::Collapsed);
+    CHECK(parse_format("flamegraph") == Format::Flamegraph);
+    CHECK_FALSE(parse_format("bogus"));
+    CHECK(default_extension(Format::Flamegraph) == ".svg");
+}

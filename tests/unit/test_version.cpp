@@ -1,0 +1,31 @@
+#include "python_process.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace pysample::sampler;
+
+TEST_CASE("versions are read from file names of executables and libraries") {
+    auto lib = version_from_file_name("/root/.pyenv/versions/3.9.18/lib/libpython3.9.so.1.0");
+    REQUIRE(lib);
+    CHECK(lib->major == 3);
+    CHECK(lib->minor == 9);
+    auto exe = version_from_file_name("/usr/bin/python3.11");
+    REQUIRE(exe);
+    CHECK(exe->minor == 11);
+    auto debug = version_from_file_name("/usr/bin/python3.13d");
+    REQUIRE(debug);
+    CHECK(debug->minor == 13);
+    CHECK_FALSE(version_from_file_name("/usr/bin/python3"));
+    CHECK_FALSE(version_from_file_name("/usr/bin/bash"));
+}
+
+TEST_CASE("version text parses with and without micro") {
+    auto full = parse_version_text("3.12.1");
+    REQUIRE(full);
+    CHECK(full->micro == 1);
+    auto short_form = parse_version_text("3.8");
+    REQUIRE(short_form);
+    CHECK(short_form->minor == 8);
+    CHECK(short_form->micro == -1);
+    CHECK_FALSE(parse_version_text("x.y"));
+}
