@@ -11,9 +11,10 @@ std::string permission_hint(int pid) {
     std::ifstream scope("/proc/sys/kernel/yama/ptrace_scope");
     int level = 0;
     if (scope >> level && level > 0) {
-        hint += ", or allow tracing non-children with "
-                "'echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope' (it is " +
-                std::to_string(level) + ")";
+        hint +=
+            ", or allow tracing non-children with "
+            "'echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope' (it is " +
+            std::to_string(level) + ")";
     }
     return hint;
 }

@@ -1,13 +1,14 @@
 #include "attach/launch.hpp"
 
-#include "attach/error.hpp"
-
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "attach/error.hpp"
 
 namespace pysample::attach {
 

@@ -1,7 +1,5 @@
 #include "attach/maps.hpp"
 
-#include "attach/error.hpp"
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -9,6 +7,8 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+
+#include "attach/error.hpp"
 
 namespace pysample::attach {
 namespace {
@@ -36,8 +36,7 @@ std::string_view next_field(std::string_view& text) {
 
 std::optional<MapEntry> parse_line(std::string_view line) {
     MapEntry entry;
-    if (!parse_hex(line, entry.start) || !expect(line, '-') || !parse_hex(line, entry.end) ||
-        !expect(line, ' ')) {
+    if (!parse_hex(line, entry.start) || !expect(line, '-') || !parse_hex(line, entry.end) || !expect(line, ' ')) {
         return std::nullopt;
     }
     entry.perms = std::string(next_field(line));

@@ -1,20 +1,19 @@
 #include "attach/ptrace.hpp"
 
-#include "attach/error.hpp"
-#include "attach/threads.hpp"
-
-#include <cerrno>
-#include <cstring>
 #include <spdlog/spdlog.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
+#include <cerrno>
+#include <cstring>
+
+#include "attach/error.hpp"
+#include "attach/threads.hpp"
+
 namespace pysample::attach {
 namespace {
 
-bool is_interrupt_stop(int status) {
-    return WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP;
-}
+bool is_interrupt_stop(int status) { return WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP; }
 
 }  // namespace
 

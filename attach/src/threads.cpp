@@ -1,20 +1,21 @@
 #include "attach/threads.hpp"
 
-#include "attach/error.hpp"
-
-#include <cerrno>
-#include <climits>
-#include <cstring>
-#include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <thread>
-#include "attach/memory.hpp"
-#include <fstream>
 #include <signal.h>
-#include <sstream>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "attach/error.hpp"
+#include "attach/memory.hpp"
 
 namespace pysample::attach {
 namespace {

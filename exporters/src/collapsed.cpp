@@ -1,6 +1,6 @@
-#include "exporters/exporters.hpp"
-
 #include <map>
+
+#include "exporters/exporters.hpp"
 
 namespace pysample::exporters {
 namespace {

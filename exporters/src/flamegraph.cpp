@@ -1,10 +1,10 @@
-#include "exporters/exporters.hpp"
-
 #include <algorithm>
 #include <iomanip>
 #include <map>
 #include <memory>
 #include <sstream>
+
+#include "exporters/exporters.hpp"
 
 namespace pysample::exporters {
 namespace {
@@ -58,8 +58,8 @@ std::size_t depth_of(const Node& node) {
     return deepest + 1;
 }
 
-void draw(const Node& node, double x, std::size_t depth, std::size_t max_depth, double per_sample,
-          std::uint64_t total, std::ostream& out) {
+void draw(const Node& node, double x, std::size_t depth, std::size_t max_depth, double per_sample, std::uint64_t total,
+          std::ostream& out) {
     double width = static_cast<double>(node.count) * per_sample;
     if (width < kMinWidth) return;
     if (depth > 0) {
@@ -67,8 +67,8 @@ void draw(const Node& node, double x, std::size_t depth, std::size_t max_depth, 
         double percent = 100.0 * static_cast<double>(node.count) / static_cast<double>(total);
         std::string label = escape_xml(node.label);
         out << "<g><title>" << label << " (" << node.count << " samples, " << std::fixed << std::setprecision(2)
-            << percent << "%)</title><rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << width
-            << "\" height=\"" << (kRowHeight - 1) << "\" fill=\"" << colour_for(node.file) << "\" rx=\"2\"/>";
+            << percent << "%)</title><rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << width << "\" height=\""
+            << (kRowHeight - 1) << "\" fill=\"" << colour_for(node.file) << "\" rx=\"2\"/>";
         std::size_t fits = static_cast<std::size_t>(width / 7);
         if (fits >= 3) {
             std::string text = node.label.size() > fits ? node.label.substr(0, fits - 2) + ".." : node.label;

@@ -1,13 +1,14 @@
 #include "sampler/cli.hpp"
 
-#include "attach/error.hpp"
-#include "options.hpp"
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/program_options.hpp>
 #include <cstring>
 #include <iostream>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
+
+#include "attach/error.hpp"
+#include "options.hpp"
 
 namespace pysample::sampler {
 namespace po = boost::program_options;
@@ -32,36 +33,35 @@ Run 'pysample <SUBCOMMAND> --help' for the options of each.
 std::string format_list() { return "collapsed|flamegraph|speedscope|pstats|text"; }
 
 po::options_description common_options() {
-    po::options_description desc("Target and output");
-    desc.add_options()
-        ("pid,p", po::value<int>(), "PID of a running Python program")
-        ("python-version", po::value<std::string>(), "Read the target as this Python version (X.Y) instead of detecting it")
-        ("verbose,v", po::bool_switch(), "Log what pysample does (debug level)")
-        ("quiet,q", po::bool_switch(), "No progress line or summary")
-        ("help,h", "Print this help");
+    po::options_description desc("Target and output", 110, 60);
+    desc.add_options()("pid,p", po::value<int>(), "PID of a running Python program")(
+        "python-version", po::value<std::string>(),
+        "Read the target as this Python version (X.Y) instead of detecting it")("verbose,v", po::bool_switch(),
+                                                                                "Log what pysample does (debug level)")(
+        "quiet,q", po::bool_switch(), "No progress line or summary")("help,h", "Print this help");
     return desc;
 }
 
 po::options_description record_options() {
-    po::options_description desc("Record options");
-    desc.add_options()
-        ("rate,r", po::value<double>()->default_value(100), "Samples per second")
-        ("duration,d", po::value<double>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")
-        ("output,o", po::value<std::string>(), "Output file (default: pysample-<pid>-<time>.<ext>)")
-        ("format,f", po::value<std::string>(), ("Output format: " + format_list() +
-                                                " (default: from the output suffix, else flamegraph)").c_str())
-        ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
-                                        "slows the program); default reads without stopping it")
-        ("idle,i", po::bool_switch(), "Keep samples of threads that are not running on a CPU")
-        ("threads,t", po::bool_switch(), "Put each thread's id and name as the root frame")
-        ("nolineno", po::bool_switch(), "Do not record line numbers; aggregate by function");
+    po::options_description desc("Record options", 110, 60);
+    desc.add_options()("rate,r", po::value<double>()->default_value(100), "Samples per second")(
+        "duration,d", po::value<double>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")(
+        "output,o", po::value<std::string>(), "Output file (default: pysample-<pid>-<time>.<ext>)")(
+        "format,f", po::value<std::string>(),
+        ("Output format: " + format_list() + " (default: from the output suffix, else flamegraph)").c_str())(
+        "blocking", po::bool_switch(),
+        "Stop the program's threads while each sample is read (consistent stacks, "
+        "slows the program); default reads without stopping it")(
+        "idle,i", po::bool_switch(), "Keep samples of threads that are not running on a CPU")(
+        "threads,t", po::bool_switch(), "Put each thread's id and name as the root frame")(
+        "nolineno", po::bool_switch(), "Do not record line numbers; aggregate by function");
     return desc;
 }
 
 po::options_description dump_options() {
-    po::options_description desc("Dump options");
-    desc.add_options()
-        ("nonblocking", po::bool_switch(), "Read the stacks without stopping the program (they may be torn)");
+    po::options_description desc("Dump options", 110, 60);
+    desc.add_options()("nonblocking", po::bool_switch(),
+                       "Read the stacks without stopping the program (they may be torn)");
     return desc;
 }
 
@@ -111,12 +111,14 @@ void fill_common(const po::variables_map& vm, CommonOptions& options) {
 void require_target(const CommonOptions& options, bool launch_allowed) {
     bool has_pid = options.pid != 0;
     bool has_command = !options.command.empty();
-    if (has_pid && has_command) throw attach::Error(attach::ErrorKind::Usage, "give either --pid or a command, not both");
+    if (has_pid && has_command)
+        throw attach::Error(attach::ErrorKind::Usage, "give either --pid or a command, not both");
     if (!has_pid && !has_command) {
-        throw attach::Error(attach::ErrorKind::Usage, launch_allowed ? "give --pid PID or a command after --"
-                                                                     : "give --pid PID");
+        throw attach::Error(attach::ErrorKind::Usage,
+                            launch_allowed ? "give --pid PID or a command after --" : "give --pid PID");
     }
-    if (has_command && !launch_allowed) throw attach::Error(attach::ErrorKind::Usage, "dump takes --pid, not a command");
+    if (has_command && !launch_allowed)
+        throw attach::Error(attach::ErrorKind::Usage, "dump takes --pid, not a command");
 }
 
 RecordOptions parse_record(const po::variables_map& vm) {
@@ -166,7 +168,7 @@ int run_cli(int argc, char** argv) {
     if (!args.empty() && (args[0] == "record" || args[0] == "dump")) {
         subcommand = args[0];
         args.erase(args.begin());
-    } else if (!args.empty() && args[0] == "help") {
+    } else if (!args.empty() && (args[0] == "help" || args[0] == "--help" || args[0] == "-h")) {
         std::cout << kUsage;
         return kExitOk;
     } else if (!args.empty() && args[0] == "--version") {
@@ -177,7 +179,8 @@ int run_cli(int argc, char** argv) {
         return kExitUsage;
     }
 
-    po::options_description visible = common_options();
+    po::options_description visible(110, 60);
+    visible.add(common_options());
     visible.add(subcommand == "record" ? record_options() : dump_options());
     po::options_description all = visible;
     all.add_options()("command", po::value<std::vector<std::string>>(), "");
@@ -197,8 +200,10 @@ int run_cli(int argc, char** argv) {
                       << (subcommand == "record" ? "sample a Python program and write a profile"
                                                  : "print the current Python stack of every thread")
                       << "\n\nUSAGE:\n    pysample " << subcommand << " [OPTIONS] --pid PID\n"
-                      << (subcommand == "record" ? "    pysample record [OPTIONS] -- python3 program.py [ARGS...]\n" : "")
-                      << "\n" << visible << "\n";
+                      << (subcommand == "record" ? "    pysample record [OPTIONS] -- python3 program.py [ARGS...]\n"
+                                                 : "")
+                      << "\n"
+                      << visible << "\n";
             return kExitOk;
         }
         if (vm.count("command")) {

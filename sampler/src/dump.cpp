@@ -1,10 +1,10 @@
+#include <iostream>
+#include <thread>
+
 #include "attach/threads.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
 #include "snapshot.hpp"
-
-#include <iostream>
-#include <thread>
 
 namespace pysample::sampler {
 namespace {

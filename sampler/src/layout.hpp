@@ -50,10 +50,10 @@ struct PythonLayout {
     int64_t code_size;
     int64_t code_filename;
     int64_t code_name;
-    int64_t code_qualname;     // 3.11+
+    int64_t code_qualname;  // 3.11+
     int64_t code_firstlineno;
-    int64_t code_linetable;    // co_lnotab up to 3.9, co_linetable from 3.10
-    int64_t code_adaptive;     // co_code_adaptive, 3.11+
+    int64_t code_linetable;       // co_lnotab up to 3.9, co_linetable from 3.10
+    int64_t code_adaptive;        // co_code_adaptive, 3.11+
     int64_t code_firsttraceable;  // _co_firsttraceable, 3.11+
 
     // PyUnicodeObject

@@ -1,12 +1,13 @@
 #pragma once
 
-#include "exporters/exporters.hpp"
-#include "python_process.hpp"
+#include <sys/types.h>
 
 #include <optional>
 #include <string>
-#include <sys/types.h>
 #include <vector>
+
+#include "exporters/exporters.hpp"
+#include "python_process.hpp"
 
 namespace pysample::sampler {
 

@@ -1,12 +1,13 @@
 #include "python_process.hpp"
 
-#include "attach/error.hpp"
-#include "attach/threads.hpp"
+#include <spdlog/spdlog.h>
 
 #include <map>
 #include <regex>
 #include <set>
-#include <spdlog/spdlog.h>
+
+#include "attach/error.hpp"
+#include "attach/threads.hpp"
 
 namespace pysample::sampler {
 namespace {
@@ -80,8 +81,7 @@ std::optional<PythonVersion> version_from_file_name(std::string_view path) {
     return version;
 }
 
-PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_override)
-    : pid_(pid), memory_(pid) {
+PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_override) : pid_(pid), memory_(pid) {
     attach::check_process(pid);
     auto maps = attach::read_maps(pid);
     auto binary = find_interpreter_binary(maps);
@@ -102,8 +102,8 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
     layout_ = *layout;
     runtime_address_ = binary->bias + *binary->elf->symbol("_PyRuntime");
     if (auto code_type = binary->elf->symbol("PyCode_Type")) code_type_address_ = binary->bias + *code_type;
-    spdlog::debug("pid {}: Python {} ({}) in {}, _PyRuntime at {:#x}, PyCode_Type at {:#x}", pid,
-                  version_.to_string(), version_.source, binary_path_, runtime_address_, code_type_address_);
+    spdlog::debug("pid {}: Python {} ({}) in {}, _PyRuntime at {:#x}, PyCode_Type at {:#x}", pid, version_.to_string(),
+                  version_.source, binary_path_, runtime_address_, code_type_address_);
 }
 
 // libpython is preferred over the executable that links it: the runtime lives in the library.

@@ -2,23 +2,24 @@
 // runtime's address and the struct layouts to read it with.
 #pragma once
 
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
 #include "attach/maps.hpp"
 #include "attach/memory.hpp"
 #include "layout.hpp"
 #include "symbolize/elf.hpp"
 #include "symbolize/pycode.hpp"
 
-#include <memory>
-#include <optional>
-#include <string>
-#include <sys/types.h>
-
 namespace pysample::sampler {
 
 struct PythonVersion {
     int major = 0;
     int minor = 0;
-    int micro = -1;  // -1 when only major.minor is known
+    int micro = -1;      // -1 when only major.minor is known
     std::string source;  // how it was found: "Py_Version symbol", "version string", "file name", "--python-version"
     std::string to_string() const;
 };

@@ -1,9 +1,5 @@
-#include "attach/error.hpp"
-#include "attach/launch.hpp"
-#include "options.hpp"
-#include "sampler/cli.hpp"
-#include "snapshot.hpp"
-#include "timer.hpp"
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <csignal>
@@ -11,9 +7,14 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
-#include <spdlog/spdlog.h>
 #include <thread>
-#include <unistd.h>
+
+#include "attach/error.hpp"
+#include "attach/launch.hpp"
+#include "options.hpp"
+#include "sampler/cli.hpp"
+#include "snapshot.hpp"
+#include "timer.hpp"
 
 namespace pysample::sampler {
 namespace {
@@ -115,7 +116,8 @@ void print_progress(std::uint64_t ticks, double elapsed, std::uint64_t errors) {
 void print_summary(Recorder& recorder, const RecordOptions& options, const std::string& output_path) {
     const auto& info = recorder.profile().info;
     const auto& stats = recorder.stats();
-    double percent = info.samples == 0 ? 0.0 : 100.0 * static_cast<double>(info.errors) / static_cast<double>(info.samples);
+    double percent =
+        info.samples == 0 ? 0.0 : 100.0 * static_cast<double>(info.errors) / static_cast<double>(info.samples);
     std::fprintf(stderr, "pysample: %llu samples in %.2f s (%.1f Hz achieved, %.0f Hz asked), %llu errors (%.2f%%)\n",
                  static_cast<unsigned long long>(info.samples), info.duration_s,
                  info.duration_s > 0 ? static_cast<double>(info.samples) / info.duration_s : 0.0, options.rate,

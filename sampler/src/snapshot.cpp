@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace pysample::sampler {
 
 Snapshotter::Snapshotter(PythonProcess& process, bool blocking)
@@ -24,12 +26,19 @@ const std::string& Snapshotter::thread_name(pid_t tid) {
 
 namespace {
 
-// Two walks agree when they saw the same code in every frame and every caller at the same line;
-// only the innermost frame may have moved on (it is running).
-bool same_stack(const std::vector<PyFrame>& a, const std::vector<PyFrame>& b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (a[i].code != b[i].code || (i > 0 && a[i].line != b[i].line)) return false;
+// Two walks (innermost first) agree when every frame that is a caller in both has the same code
+// and the same line. Only the innermost frame may differ: it runs, and a leaf that is called very
+// often (a sort key, a callback) appears and disappears between any two reads.
+bool same_callers(const std::vector<PyFrame>& a, const std::vector<PyFrame>& b) {
+    std::size_t shorter = std::min(a.size(), b.size());
+    if (std::max(a.size(), b.size()) - shorter > 1) return false;
+    std::size_t a_root = a.size() - 1;
+    std::size_t b_root = b.size() - 1;
+    for (std::size_t depth = 0; depth < shorter; ++depth) {
+        const PyFrame& x = a[a_root - depth];
+        const PyFrame& y = b[b_root - depth];
+        bool caller_in_both = depth + 1 < shorter;
+        if (x.code != y.code || (caller_in_both && x.line != y.line)) return false;
     }
     return true;
 }
@@ -51,7 +60,7 @@ WalkResult Snapshotter::walk_consistent(ThreadStateRef thread, std::vector<PyFra
     WalkResult result = walk(thread, previous_walk_);
     for (int attempt = 1; attempt < kMaxWalks; ++attempt) {
         WalkResult again = walk(thread, frames);
-        if (result == WalkResult::Ok && again == WalkResult::Ok && same_stack(previous_walk_, frames)) {
+        if (result == WalkResult::Ok && again == WalkResult::Ok && (frames.empty() || previous_walk_.empty() ? frames.size() == previous_walk_.size() : same_callers(previous_walk_, frames))) {
             return WalkResult::Ok;
         }
         result = again;
@@ -73,7 +82,10 @@ pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread, const std::map<pid_t
 Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool walk_idle) {
     out.clear();
     auto states = states_.read_all();
-    if (states.empty()) return Outcome::ProcessGone;
+    // An exited process stays listed, as zombie threads, until its parent reaps it.
+    bool all_exited = std::all_of(states.begin(), states.end(),
+                                  [](const auto& entry) { return entry.second == 'Z' || entry.second == 'X'; });
+    if (all_exited) return Outcome::ProcessGone;
     std::map<pid_t, char> state_of(states.begin(), states.end());
 
     attach::ScopedPause pause(suspender_.get());

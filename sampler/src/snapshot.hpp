@@ -1,15 +1,15 @@
 // One look at every Python thread of a process: the unit both `record` and `dump` are built on.
 #pragma once
 
-#include "attach/ptrace.hpp"
-#include "attach/threads.hpp"
-#include "python_process.hpp"
-#include "stack_walker.hpp"
-
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "attach/ptrace.hpp"
+#include "attach/threads.hpp"
+#include "python_process.hpp"
+#include "stack_walker.hpp"
 
 namespace pysample::sampler {
 

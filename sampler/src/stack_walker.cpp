@@ -1,7 +1,7 @@
 #include "stack_walker.hpp"
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <unordered_set>
 
 namespace pysample::sampler {
@@ -67,9 +67,8 @@ WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef
         ThreadStateRef ref;
         ref.address = tstate;
         ref.thread_id = field<std::uint64_t>(buffer_, layout_.tstate_thread_id);
-        ref.native_id = layout_.tstate_native_thread_id >= 0
-                            ? field<std::uint64_t>(buffer_, layout_.tstate_native_thread_id)
-                            : 0;
+        ref.native_id =
+            layout_.tstate_native_thread_id >= 0 ? field<std::uint64_t>(buffer_, layout_.tstate_native_thread_id) : 0;
         ref.top_frame = read_top_frame(field<std::uint64_t>(buffer_, layout_.tstate_frame));
         std::uint64_t next = field<std::uint64_t>(buffer_, layout_.tstate_next);
         out.push_back(ref);
@@ -108,8 +107,8 @@ WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame
 WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out) {
     CycleGuard cycles;
     std::int64_t lasti_scale = (major_ == 3 && minor_ >= 10) ? 2 : 1;
-    std::size_t needed = static_cast<std::size_t>(
-        std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti}) + 8);
+    std::size_t needed =
+        static_cast<std::size_t>(std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti}) + 8);
     buffer_.resize(needed);
     while (frame != 0) {
         if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;

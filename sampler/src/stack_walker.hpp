@@ -1,13 +1,13 @@
 // Walks an interpreter's thread states and each thread's frame chain.
 #pragma once
 
-#include "attach/memory.hpp"
-#include "layout.hpp"
-#include "symbolize/pycode.hpp"
-
 #include <cstdint>
 #include <string_view>
 #include <vector>
+
+#include "attach/memory.hpp"
+#include "layout.hpp"
+#include "symbolize/pycode.hpp"
 
 namespace pysample::sampler {
 
@@ -28,8 +28,7 @@ std::string_view describe(WalkResult result);
 
 class StackWalker {
 public:
-    StackWalker(const PythonLayout& layout, int major, int minor, attach::Memory& memory,
-                symbolize::CodeCache& codes);
+    StackWalker(const PythonLayout& layout, int major, int minor, attach::Memory& memory, symbolize::CodeCache& codes);
 
     // Thread states of the interpreter at `interp`, in the interpreter's own order.
     WalkResult threads(std::uint64_t interp, std::vector<ThreadStateRef>& out);

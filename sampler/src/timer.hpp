@@ -1,8 +1,9 @@
 // Sampling clock and stop signals.
 #pragma once
 
-#include <chrono>
 #include <sys/types.h>
+
+#include <chrono>
 
 namespace pysample::sampler {
 

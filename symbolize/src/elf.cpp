@@ -1,15 +1,16 @@
 #include "symbolize/elf.hpp"
 
-#include "attach/maps.hpp"
-
-#include <cerrno>
-#include <cstring>
 #include <elf.h>
 #include <fcntl.h>
-#include <stdexcept>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "attach/maps.hpp"
 
 namespace pysample::symbolize {
 namespace {

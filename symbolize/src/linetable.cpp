@@ -152,12 +152,9 @@ int line_for_offset(LineTableFormat format, std::span<const std::uint8_t> table,
         return firstlineno;
     }
     switch (format) {
-        case LineTableFormat::Lnotab:
-            return lnotab_line(table, firstlineno, byte_offset, signed_lnotab);
-        case LineTableFormat::Linetable310:
-            return linetable310_line(table, firstlineno, byte_offset);
-        case LineTableFormat::LocationTable311:
-            return location_table_line(table, firstlineno, byte_offset);
+        case LineTableFormat::Lnotab: return lnotab_line(table, firstlineno, byte_offset, signed_lnotab);
+        case LineTableFormat::Linetable310: return linetable310_line(table, firstlineno, byte_offset);
+        case LineTableFormat::LocationTable311: return location_table_line(table, firstlineno, byte_offset);
     }
     return kNoLine;
 }

@@ -1,8 +1,8 @@
 #include "symbolize/pycode.hpp"
 
-#include "attach/memory.hpp"
-
 #include <cstring>
+
+#include "attach/memory.hpp"
 
 namespace pysample::symbolize {
 namespace {
@@ -42,8 +42,8 @@ void append_utf8(std::string& out, std::uint32_t cp) {
 std::optional<std::vector<std::uint8_t>> read_bytes_object(attach::Memory& memory, const CodeObjectLayout& layout,
                                                            std::uint64_t address) {
     std::int64_t size = 0;
-    if (address == 0 || !memory.read_value(address + static_cast<std::uint64_t>(layout.bytes_size), size) ||
-        size < 0 || static_cast<std::size_t>(size) > kMaxLineTable) {
+    if (address == 0 || !memory.read_value(address + static_cast<std::uint64_t>(layout.bytes_size), size) || size < 0 ||
+        static_cast<std::size_t>(size) > kMaxLineTable) {
         return std::nullopt;
     }
     std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
@@ -63,8 +63,8 @@ int CodeInfo::line_at(std::int64_t byte_offset) const {
 }
 
 // The state bit-field of PyASCIIObject: interned (2 bits), kind (3), compact (1), ascii (1).
-std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout,
-                                        std::uint64_t address, std::size_t max_chars) {
+std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout, std::uint64_t address,
+                                        std::size_t max_chars) {
     if (address == 0) return std::nullopt;
     std::int64_t length = 0;
     std::uint32_t state = 0;
@@ -77,8 +77,8 @@ std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObject
     bool ascii = (state >> 6) & 1;
     if (length < 0 || !compact || (kind != 1 && kind != 2 && kind != 4)) return std::nullopt;
     std::size_t chars = std::min(static_cast<std::size_t>(length), max_chars);
-    std::uint64_t data = address + static_cast<std::uint64_t>(ascii ? layout.unicode_ascii_data
-                                                                      : layout.unicode_compact_data);
+    std::uint64_t data =
+        address + static_cast<std::uint64_t>(ascii ? layout.unicode_ascii_data : layout.unicode_compact_data);
     std::vector<std::uint8_t> raw(chars * kind);
     if (!memory.read(data, raw.data(), raw.size())) return std::nullopt;
     std::string out;

@@ -209,6 +209,52 @@ def test_dump(pysample, python, tmp):
               (lines[start + 1:start + 4], expected))
 
 
+def test_idle(pysample, python, tmp):
+    """A thread sleeping in time.sleep is dropped by default and kept, with its exact stack, with --idle."""
+    m = markers("sleeper.py")
+    with Workload(python, "sleeper.py", 30) as workload:
+        stacks, _ = record(pysample, workload.pid, tmp, duration=1)
+        check(sum(c for _, c in stacks) == 0, "idle thread sampled without --idle: %r" % stacks)
+        stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=1)
+    path = workload.path
+    expected = [("<module>", path, m["callouter"]), ("outer", path, m["callinner"]), ("inner", path, m["sleep"])]
+    total = sum(c for _, c in stacks)
+    check(total >= 50, "only %d idle samples with --idle" % total)
+    check(all(frames == expected for frames, _ in stacks), "--idle stacks %r, expected %r" % (stacks, expected))
+
+
+def test_stop(pysample, python, tmp):
+    """SIGINT, SIGTERM (while holding the threads with --blocking) and the target exiting all still
+    write the profile, and leave the target untraced."""
+    def status_field(pid, name):
+        with open("/proc/%d/status" % pid) as status:
+            for line in status:
+                if line.startswith(name + ":"):
+                    return line.split()[1]
+        return None
+
+    with Workload(python, "split.py", 30) as workload:
+        for sig, extra in ((signal.SIGINT, []), (signal.SIGTERM, ["--blocking"])):
+            out = os.path.join(tmp, "stop-%d.txt" % sig)
+            proc = subprocess.Popen([pysample, "record", "--pid", str(workload.pid), "-o", out, "-q"] + extra)
+            time.sleep(1.5)
+            proc.send_signal(sig)
+            check(proc.wait(timeout=30) == 0, "pysample exited with %d after signal %d" % (proc.returncode, sig))
+            check(os.path.exists(out), "no profile written after signal %d" % sig)
+            samples = sum(c for _, c in parse_collapsed(out))
+            check(samples >= 50, "only %d samples written after signal %d" % (samples, sig))
+            check(status_field(workload.pid, "TracerPid") == "0", "target still traced after signal %d" % sig)
+            check(workload.proc.poll() is None, "target died after signal %d" % sig)
+
+    with Workload(python, "split.py", 1) as workload:
+        out = os.path.join(tmp, "exited.txt")
+        result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "-o", out])
+        check(result.returncode == 0, "exit %d when the target exited" % result.returncode)
+        check("exited" in result.stderr, "no word that the target exited")
+        samples = sum(c for _, c in parse_collapsed(out))
+        check(samples >= 30, "only %d samples written when the target exited" % samples)
+
+
 def test_errors(pysample, _python, tmp):
     # A pid that does not exist: the highest pid plus one is free at this instant.
     with open("/proc/sys/kernel/pid_max") as f:

@@ -1,13 +1,14 @@
+#include <doctest/doctest.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <numeric>
+#include <thread>
+
 #include "attach/maps.hpp"
 #include "attach/memory.hpp"
 #include "attach/threads.hpp"
-
-#include <doctest/doctest.h>
-#include <algorithm>
-#include <numeric>
-#include <pthread.h>
-#include <thread>
-#include <unistd.h>
 
 using namespace pysample::attach;
 

@@ -1,8 +1,8 @@
-#include "attach/maps.hpp"
-#include "symbolize/elf.hpp"
-
 #include <doctest/doctest.h>
 #include <unistd.h>
+
+#include "attach/maps.hpp"
+#include "symbolize/elf.hpp"
 
 using namespace pysample;
 

@@ -1,7 +1,8 @@
-#include "exporters/exporters.hpp"
-
 #include <doctest/doctest.h>
+
 #include <sstream>
+
+#include "exporters/exporters.hpp"
 
 using namespace pysample::exporters;
 

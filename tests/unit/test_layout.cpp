@@ -8,9 +8,7 @@ using pysample::sampler::PythonLayout;
 namespace {
 
 // -1 (absent) or a field starting inside a structure of the given size.
-bool absent_or_inside(int64_t offset, int64_t size) {
-    return offset == -1 || (offset >= 0 && offset < size);
-}
+bool absent_or_inside(int64_t offset, int64_t size) { return offset == -1 || (offset >= 0 && offset < size); }
 
 }  // namespace
 
@@ -72,19 +70,18 @@ TEST_CASE("every present offset lies inside its structure") {
     for (int minor = 8; minor <= 13; ++minor) {
         CAPTURE(minor);
         const PythonLayout l = find_layout(3, minor).value();
-        for (const int64_t off : {l.tstate_next, l.tstate_interp, l.tstate_frame,
-                                  l.tstate_thread_id, l.tstate_native_thread_id}) {
+        for (const int64_t off :
+             {l.tstate_next, l.tstate_interp, l.tstate_frame, l.tstate_thread_id, l.tstate_native_thread_id}) {
             CHECK(absent_or_inside(off, l.tstate_size));
         }
         for (const int64_t off : {l.frame_back, l.frame_code, l.frame_lasti}) {
             CHECK(absent_or_inside(off, l.frame_size));
         }
-        for (const int64_t off : {l.iframe_previous, l.iframe_code, l.iframe_instr,
-                                  l.iframe_owner, l.iframe_is_entry}) {
+        for (const int64_t off :
+             {l.iframe_previous, l.iframe_code, l.iframe_instr, l.iframe_owner, l.iframe_is_entry}) {
             CHECK(absent_or_inside(off, l.iframe_size));
         }
-        for (const int64_t off : {l.code_filename, l.code_name, l.code_qualname,
-                                  l.code_firstlineno, l.code_linetable,
+        for (const int64_t off : {l.code_filename, l.code_name, l.code_qualname, l.code_firstlineno, l.code_linetable,
                                   l.code_firsttraceable}) {
             CHECK(absent_or_inside(off, l.code_size));
         }

@@ -98,9 +98,7 @@ std::vector<Fixture> load_fixtures() {
     return fixtures;
 }
 
-bool uses_signed_lnotab(PythonVersion python) {
-    return python.major > 3 || (python.major == 3 && python.minor >= 6);
-}
+bool uses_signed_lnotab(PythonVersion python) { return python.major > 3 || (python.major == 3 && python.minor >= 6); }
 
 int decode(const Fixture& fixture, const Bytes& table, int firstlineno, std::int64_t offset) {
     return line_for_offset(fixture.format, table, firstlineno, offset, fixture.signed_lnotab);
@@ -114,8 +112,8 @@ void check_pairs(const Fixture& fixture, const nlohmann::json& code, const std::
     for (const auto& pair : code.at(source)) {
         const auto offset = pair.at(0).get<std::int64_t>();
         const int expected = pair.at(1).get<int>();
-        INFO("Python " << fixture.version << " (" << fixture.file << ") " << source << " of "
-                       << name << " at byte offset " << offset);
+        INFO("Python " << fixture.version << " (" << fixture.file << ") " << source << " of " << name
+                       << " at byte offset " << offset);
         CHECK(decode(fixture, table, firstlineno, offset) == expected);
     }
 }
@@ -159,8 +157,7 @@ TEST_CASE("linetable: format per CPython version") {
 
 TEST_CASE("linetable: negative offset gives firstlineno") {
     const Bytes table = {0x02, 0x05};
-    for (auto format : {LineTableFormat::Lnotab, LineTableFormat::Linetable310,
-                        LineTableFormat::LocationTable311}) {
+    for (auto format : {LineTableFormat::Lnotab, LineTableFormat::Linetable310, LineTableFormat::LocationTable311}) {
         CHECK(line_for_offset(format, table, 17, -1) == 17);
         CHECK(line_for_offset(format, table, 17, INT64_MIN) == 17);
         CHECK(line_for_offset(format, {}, 17, -2) == 17);
@@ -220,9 +217,9 @@ TEST_CASE("linetable: 3.11 entry kinds and varints") {
 
 TEST_CASE("linetable: fixtures generated from real interpreters") {
     const auto fixtures = load_fixtures();
-    REQUIRE_MESSAGE(fixtures.size() >= kMinimumFixtureFiles,
-                    "only " << fixtures.size() << " linetable fixtures in " << PYSAMPLE_FIXTURE_DIR
-                            << "; run scripts/gen-linetable-fixtures");
+    REQUIRE_MESSAGE(fixtures.size() >= kMinimumFixtureFiles, "only " << fixtures.size() << " linetable fixtures in "
+                                                                     << PYSAMPLE_FIXTURE_DIR
+                                                                     << "; run scripts/gen-linetable-fixtures");
     for (const auto& fixture : fixtures) {
         INFO("Python " << fixture.version << " (" << fixture.file << ")");
         CHECK(line_table_format(fixture.python.major, fixture.python.minor) == fixture.format);
@@ -247,8 +244,7 @@ TEST_CASE("linetable: Python 2.7 fixture needs unsigned line increments") {
             const Bytes table = from_hex(code.at("table").get<std::string>());
             const int firstlineno = code.at("firstlineno").get<int>();
             for (const auto& pair : code.at("expected")) {
-                if (decode(fixture, table, firstlineno, pair.at(0).get<std::int64_t>()) !=
-                    pair.at(1).get<int>()) {
+                if (decode(fixture, table, firstlineno, pair.at(0).get<std::int64_t>()) != pair.at(1).get<int>()) {
                     ++wrong_when_signed;
                 }
             }
@@ -272,8 +268,8 @@ TEST_CASE("linetable: truncated fixture tables") {
                 const Bytes whole_pairs = prefix_of(table, length & ~std::size_t{1});
                 const bool boundary = ends_on_entry_boundary(fixture.format, table, length);
                 for (const auto offset : offsets) {
-                    INFO("Python " << fixture.version << " " << code.at("name").get<std::string>()
-                                   << " prefix " << length << " offset " << offset);
+                    INFO("Python " << fixture.version << " " << code.at("name").get<std::string>() << " prefix "
+                                   << length << " offset " << offset);
                     const int truncated = decode(fixture, prefix, firstlineno, offset);
                     if (fixture.format != LineTableFormat::LocationTable311) {
                         // A trailing half pair is ignored.
@@ -294,14 +290,13 @@ TEST_CASE("linetable: garbage tables stay in bounds and terminate" * doctest::ti
     std::uniform_int_distribution<int> byte(0, 255);
     const std::int64_t offsets[] = {0, 1, 2, 255, 256, 4096, 1 << 20};
     for (int round = 0; round < 2000; ++round) {
-        Bytes table(static_cast<std::size_t>(round % 97) *
-                    static_cast<std::size_t>(round % 13 + 1));
+        Bytes table(static_cast<std::size_t>(round % 97) * static_cast<std::size_t>(round % 13 + 1));
         for (auto& b : table) {
             b = static_cast<std::uint8_t>(byte(random));
         }
         const bool signed_lnotab = round % 2 == 0;
-        for (auto format : {LineTableFormat::Lnotab, LineTableFormat::Linetable310,
-                            LineTableFormat::LocationTable311}) {
+        for (auto format :
+             {LineTableFormat::Lnotab, LineTableFormat::Linetable310, LineTableFormat::LocationTable311}) {
             for (const auto offset : offsets) {
                 static_cast<void>(line_for_offset(format, table, round, offset, signed_lnotab));
             }
@@ -341,10 +336,8 @@ TEST_CASE("linetable: pathological tables" * doctest::timeout(20)) {
         CHECK(line_for_offset(LineTableFormat::LocationTable311, table, 3, far) == -1);
         CHECK(line_for_offset(LineTableFormat::LocationTable311, table, 3, 100) == -1);
         CHECK(line_for_offset(LineTableFormat::Linetable310, table, 3, far) == -1);
-        CHECK(line_for_offset(LineTableFormat::Lnotab, table, 3, far) ==
-              3 - static_cast<int>(kHuge / 2));
-        CHECK(line_for_offset(LineTableFormat::Lnotab, table, 3, far, false) ==
-              3 + 255 * static_cast<int>(kHuge / 2));
+        CHECK(line_for_offset(LineTableFormat::Lnotab, table, 3, far) == 3 - static_cast<int>(kHuge / 2));
+        CHECK(line_for_offset(LineTableFormat::Lnotab, table, 3, far, false) == 3 + 255 * static_cast<int>(kHuge / 2));
     }
     SUBCASE("empty table") {
         CHECK(line_for_offset(LineTableFormat::Lnotab, {}, 9, 0) == 9);

@@ -1,6 +1,6 @@
-#include "python_process.hpp"
-
 #include <doctest/doctest.h>
+
+#include "python_process.hpp"
 
 using namespace pysample::sampler;
 

@@ -1,10 +1,11 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
-#include <sys/types.h>
 #include <unordered_map>
 #include <vector>
 

@@ -1,9 +1,10 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <map>
 #include <optional>
-#include <sys/types.h>
 #include <vector>
 
 namespace pysample::attach {

@@ -1,12 +1,12 @@
 #pragma once
 
-#include "exporters/profile.hpp"
-
 #include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "exporters/profile.hpp"
 
 namespace pysample::exporters {
 

@@ -1,13 +1,13 @@
 #pragma once
 
-#include "symbolize/linetable.hpp"
-
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "symbolize/linetable.hpp"
 
 namespace pysample::attach {
 class Memory;
@@ -49,8 +49,8 @@ struct CodeInfo {
 };
 
 // Reads a str object of the target as UTF-8; nullopt when it does not look like a str.
-std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout,
-                                        std::uint64_t address, std::size_t max_chars = 4096);
+std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout, std::uint64_t address,
+                                        std::size_t max_chars = 4096);
 
 // Resolves code-object addresses to names and line tables, caching by address. Code objects are
 // immutable once created, so an entry stays valid while the object lives; the type check on each
