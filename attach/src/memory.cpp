@@ -99,24 +99,31 @@ PageCache::PageCache(Memory& backing, std::size_t max_pages) : backing_(backing)
 
 void PageCache::clear() { pages_.clear(); }
 
-const std::uint8_t* PageCache::page(std::uint64_t page_addr) {
-    if (auto it = pages_.find(page_addr); it != pages_.end()) return it->second.data();
-    if (pages_.size() >= max_pages_) pages_.clear();
-    std::vector<std::uint8_t> bytes(kPageSize);
-    if (!backing_.read(page_addr, bytes.data(), bytes.size())) return nullptr;
-    return pages_.emplace(page_addr, std::move(bytes)).first->second.data();
-}
-
+// Pages not cached yet are fetched together, in one batched read.
 bool PageCache::read(std::uint64_t addr, void* dest, std::size_t len) {
-    auto* out = static_cast<std::uint8_t*>(dest);
-    std::uint64_t end = addr + len;
+    if (len == 0) return true;
     if (len > 4 * kPageSize) return backing_.read(addr, dest, len);
+    std::uint64_t first = addr & ~(kPageSize - 1);
+    std::uint64_t end = addr + len;
+    if (pages_.size() + 5 > max_pages_) pages_.clear();
+    std::vector<ReadRequest> missing;
+    for (std::uint64_t page_addr = first; page_addr < end; page_addr += kPageSize) {
+        auto [it, inserted] = pages_.try_emplace(page_addr);
+        if (inserted) {
+            it->second.resize(kPageSize);
+            missing.push_back({page_addr, it->second.data(), kPageSize});
+        }
+    }
+    if (!missing.empty() && backing_.read_many(missing) != missing.size()) {
+        for (const auto& request : missing) pages_.erase(request.addr);
+        // A page at the edge of a mapping may be unreadable while the bytes asked for are not.
+        return backing_.read(addr, dest, len);
+    }
+    auto* out = static_cast<std::uint8_t*>(dest);
     for (std::uint64_t cur = addr; cur < end;) {
         std::uint64_t page_addr = cur & ~(kPageSize - 1);
         std::uint64_t chunk = std::min(end, page_addr + kPageSize) - cur;
-        const std::uint8_t* bytes = page(page_addr);
-        if (bytes == nullptr) return backing_.read(addr, dest, len);
-        std::memcpy(out + (cur - addr), bytes + (cur - page_addr), chunk);
+        std::memcpy(out + (cur - addr), pages_[page_addr].data() + (cur - page_addr), chunk);
         cur += chunk;
     }
     return true;

@@ -25,31 +25,30 @@ bool looks_like_python_file(const std::string& path) {
     return base.rfind("libpython", 0) == 0 || base.rfind("python", 0) == 0;
 }
 
-// Strings such as "3.11.7" stored on their own (NUL on both sides) in read-only data: the
-// interpreter's PY_VERSION literal is one of them.
+}  // namespace
+
+// The interpreter's PY_VERSION literal ("3.11.7") in read-only data. The linker may store it as
+// the tail of a longer string that ends the same way (a build path ending in "Python-3.10.13"),
+// so a version at the end of any string counts when a non-version character precedes it.
 std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf) {
     std::set<std::pair<int, int>> found;
     const auto* rodata = elf.section(".rodata");
     if (rodata == nullptr) return found;
     auto bytes = elf.section_data(*rodata);
-    static const std::regex pattern(R"(([23])\.(\d{1,2})\.(\d{1,2})((a|b|rc)\d{1,2})?\+?)");
+    static const std::regex pattern(R"((?:^|[^0-9.])([23])\.(\d{1,2})\.(\d{1,2})(?:(?:a|b|rc)\d{1,2})?\+?$)");
     std::size_t start = 0;
     for (std::size_t i = 0; i < bytes.size(); ++i) {
         if (bytes[i] != 0) continue;
         std::size_t len = i - start;
-        if (len >= 5 && len <= 12) {
+        if (len >= 5 && len <= 512) {
             std::string text(reinterpret_cast<const char*>(bytes.data() + start), len);
             std::smatch match;
-            if (std::regex_match(text, match, pattern)) {
-                found.emplace(std::stoi(match[1]), std::stoi(match[2]));
-            }
+            if (std::regex_search(text, match, pattern)) found.emplace(std::stoi(match[1]), std::stoi(match[2]));
         }
         start = i + 1;
     }
     return found;
 }
-
-}  // namespace
 
 std::string PythonVersion::to_string() const {
     std::string text = std::to_string(major) + "." + std::to_string(minor);

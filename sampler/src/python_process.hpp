@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "attach/maps.hpp"
@@ -28,6 +29,9 @@ struct PythonVersion {
 std::optional<PythonVersion> parse_version_text(std::string_view text);
 // Major/minor from a path such as /usr/lib/libpython3.9.so.1.0 or /usr/bin/python3.11.
 std::optional<PythonVersion> version_from_file_name(std::string_view path);
+
+// Major/minor of the version literals ("3.11.7") in an interpreter binary's read-only data.
+std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf);
 
 class PythonProcess {
 public:

@@ -9,7 +9,7 @@ namespace pysample::sampler {
 Snapshotter::Snapshotter(PythonProcess& process, bool blocking)
     : process_(process),
       pages_(process.memory()),
-      codes_(process.memory(), process.code_layout(), process.code_type_address()),
+      codes_(pages_, process.code_layout(), process.code_type_address()),
       walker_(process.layout(), process.version().major, process.version().minor, pages_, codes_),
       states_(process.pid()) {
     if (blocking) suspender_ = std::make_unique<attach::ThreadSuspender>(process.pid());
@@ -60,7 +60,9 @@ WalkResult Snapshotter::walk_consistent(ThreadStateRef thread, std::vector<PyFra
     WalkResult result = walk(thread, previous_walk_);
     for (int attempt = 1; attempt < kMaxWalks; ++attempt) {
         WalkResult again = walk(thread, frames);
-        if (result == WalkResult::Ok && again == WalkResult::Ok && (frames.empty() || previous_walk_.empty() ? frames.size() == previous_walk_.size() : same_callers(previous_walk_, frames))) {
+        if (result == WalkResult::Ok && again == WalkResult::Ok &&
+            (frames.empty() || previous_walk_.empty() ? frames.size() == previous_walk_.size()
+                                                      : same_callers(previous_walk_, frames))) {
             return WalkResult::Ok;
         }
         result = again;

@@ -184,7 +184,7 @@ def test_launch(pysample, python, tmp):
     burn = sum(c for frames, c in stacks if len(frames) == 2 and frames[0] == ("<module>", script, m["callburn"])
                and frames[1][:2] == ("burn", script) and frames[1][2] in body)
     total = sum(c for _, c in stacks)
-    check(burn >= 0.8 * total and burn > 50, "burn() seen in %d of %d samples" % (burn, total))
+    check(burn >= 0.8 * total and burn > 50, "burn() seen in %d of %d samples:\n%s" % (burn, total, open(out).read()))
 
 
 def test_dump(pysample, python, tmp):
@@ -277,6 +277,23 @@ def test_errors(pysample, _python, tmp):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+    # Permission denied: an unprivileged user reading a root-owned process.
+    if os.geteuid() == 0 and os.path.exists("/usr/bin/setpriv"):
+        target = subprocess.Popen(["sleep", "100"])
+        try:
+            time.sleep(0.1)
+            result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", pysample,
+                                     "dump", "--pid", str(target.pid)], capture_output=True, text=True, timeout=30)
+            print(result.stderr)
+            check(result.returncode == 4, "permission denied: exit %d, expected 4" % result.returncode)
+            check("CAP_SYS_PTRACE" in result.stderr and "root" in result.stderr,
+                  "permission denied: message does not say how to fix it: %r" % result.stderr)
+        finally:
+            target.kill()
+            target.wait()
+    else:
+        print("skipped the permission check: needs root and setpriv")
 
     result = run_pysample(pysample, ["record", "--pid", "1", "--format", "bogus"])
     check(result.returncode == 2, "bad format: exit %d, expected 2" % result.returncode)

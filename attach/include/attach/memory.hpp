@@ -66,7 +66,6 @@ public:
 
 private:
     static constexpr std::uint64_t kPageSize = 4096;
-    const std::uint8_t* page(std::uint64_t page_addr);
 
     Memory& backing_;
     std::size_t max_pages_;

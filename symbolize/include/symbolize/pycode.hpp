@@ -44,6 +44,9 @@ struct CodeInfo {
     LineTableFormat format = LineTableFormat::LocationTable311;
     bool signed_lnotab = true;
     mutable std::unordered_map<std::int64_t, int> lines;  // byte offset -> line
+    // The object's own pointers to its name, file and line table: a different code object later
+    // allocated at the same address has different ones.
+    std::uint64_t fingerprint = 0;
 
     int line_at(std::int64_t byte_offset) const;
 };
@@ -53,8 +56,9 @@ std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObject
                                         std::size_t max_chars = 4096);
 
 // Resolves code-object addresses to names and line tables, caching by address. Code objects are
-// immutable once created, so an entry stays valid while the object lives; the type check on each
-// new address rejects pointers that are not code objects.
+// immutable, but freed ones (module bodies after import, exec'd code) leave their address to new
+// ones: every lookup re-reads the object header (cheap through a page cache) and checks its type
+// and fingerprint before trusting the entry.
 class CodeCache {
 public:
     CodeCache(attach::Memory& memory, CodeObjectLayout layout, std::uint64_t code_type_address,
@@ -66,13 +70,15 @@ public:
     std::size_t size() const { return entries_.size(); }
 
 private:
-    std::unique_ptr<CodeInfo> load(std::uint64_t code_address);
+    std::unique_ptr<CodeInfo> load(std::uint64_t fingerprint);
+    std::uint64_t fingerprint_of() const;
 
     attach::Memory& memory_;
     CodeObjectLayout layout_;
     std::uint64_t code_type_address_;
     std::size_t max_entries_;
     std::unordered_map<std::uint64_t, std::unique_ptr<CodeInfo>> entries_;
+    std::vector<std::uint8_t> raw_;
 };
 
 }  // namespace pysample::symbolize
