@@ -83,24 +83,4 @@ const MapEntry* first_mapping_of(const std::vector<MapEntry>& maps, std::string_
     return best;
 }
 
-AddressSpace::AddressSpace(const std::vector<MapEntry>& maps) {
-    for (const auto& entry : maps) {
-        if (!entry.readable()) continue;
-        if (!ranges_.empty() && ranges_.back().second == entry.start) {
-            ranges_.back().second = entry.end;
-        } else {
-            ranges_.emplace_back(entry.start, entry.end);
-        }
-    }
-    std::sort(ranges_.begin(), ranges_.end());
-}
-
-bool AddressSpace::readable(std::uint64_t addr, std::uint64_t len) const {
-    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), addr,
-                               [](std::uint64_t a, const auto& range) { return a < range.first; });
-    if (it == ranges_.begin()) return false;
-    --it;
-    return addr >= it->first && addr + len <= it->second && addr + len >= addr;
-}
-
 }  // namespace pysample::attach

@@ -238,7 +238,11 @@ int run_record(const RecordOptions& options) {
 
     if (child) {
         if (reaped) child->set_reaped(*reaped);
-        if (stop_requested() && !child->poll()) child->send_signal(SIGINT == stop_signal() ? SIGINT : SIGTERM);
+        // Ctrl-C in a terminal reaches the child too; pass the signal on only if it is still running after a moment.
+        for (int waited = 0; stop_requested() && !child->poll() && waited < 100; ++waited) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        if (stop_requested() && !child->poll()) child->send_signal(stop_signal());
         return attach::ChildProcess::exit_code(child->wait());
     }
     return kExitOk;

@@ -7,15 +7,6 @@
 namespace pysample::sampler {
 namespace {
 
-template <typename T>
-T field(const std::vector<std::uint8_t>& bytes, std::int64_t offset) {
-    T value{};
-    if (offset >= 0 && static_cast<std::size_t>(offset) + sizeof(T) <= bytes.size()) {
-        std::memcpy(&value, bytes.data() + offset, sizeof(T));
-    }
-    return value;
-}
-
 std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
 
 // A revisited frame means the chain was read while it changed; treat it like a torn stack.
@@ -66,11 +57,12 @@ WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef
         if (!memory_.read(tstate, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
         ThreadStateRef ref;
         ref.address = tstate;
-        ref.thread_id = field<std::uint64_t>(buffer_, layout_.tstate_thread_id);
-        ref.native_id =
-            layout_.tstate_native_thread_id >= 0 ? field<std::uint64_t>(buffer_, layout_.tstate_native_thread_id) : 0;
-        ref.top_frame = read_top_frame(field<std::uint64_t>(buffer_, layout_.tstate_frame));
-        std::uint64_t next = field<std::uint64_t>(buffer_, layout_.tstate_next);
+        ref.thread_id = attach::field_at<std::uint64_t>(buffer_, layout_.tstate_thread_id);
+        ref.native_id = layout_.tstate_native_thread_id >= 0
+                            ? attach::field_at<std::uint64_t>(buffer_, layout_.tstate_native_thread_id)
+                            : 0;
+        ref.top_frame = read_top_frame(attach::field_at<std::uint64_t>(buffer_, layout_.tstate_frame));
+        std::uint64_t next = attach::field_at<std::uint64_t>(buffer_, layout_.tstate_next);
         out.push_back(ref);
         for (const auto& prior : out) {
             if (prior.address == next) return WalkResult::TooDeep;
@@ -113,11 +105,11 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
     while (frame != 0) {
         if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
         if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
-        const auto* code = codes_.lookup(field<std::uint64_t>(buffer_, layout_.frame_code));
+        const auto* code = codes_.lookup(attach::field_at<std::uint64_t>(buffer_, layout_.frame_code));
         if (code == nullptr) return WalkResult::NotCode;
-        std::int64_t lasti = field<std::int32_t>(buffer_, layout_.frame_lasti);
+        std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
         out.push_back({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale)});
-        frame = field<std::uint64_t>(buffer_, layout_.frame_back);
+        frame = attach::field_at<std::uint64_t>(buffer_, layout_.frame_back);
     }
     return WalkResult::Ok;
 }
@@ -131,16 +123,16 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
     while (frame != 0) {
         if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
         if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
-        std::uint64_t previous = field<std::uint64_t>(buffer_, layout_.iframe_previous);
-        auto owner = static_cast<std::int64_t>(field<std::uint8_t>(buffer_, layout_.iframe_owner));
-        std::uint64_t code_address = field<std::uint64_t>(buffer_, layout_.iframe_code);
+        std::uint64_t previous = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_previous);
+        auto owner = static_cast<std::int64_t>(attach::field_at<std::uint8_t>(buffer_, layout_.iframe_owner));
+        std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_code);
         if (layout_.owner_cstack >= 0 && owner == layout_.owner_cstack) {
             frame = previous;
             continue;
         }
         const auto* code = codes_.lookup(code_address);
         if (code == nullptr) return WalkResult::NotCode;
-        std::uint64_t instr = field<std::uint64_t>(buffer_, layout_.iframe_instr);
+        std::uint64_t instr = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_instr);
         std::uint64_t code_start = at(code_address, layout_.code_adaptive);
         auto byte_offset = static_cast<std::int64_t>(instr - code_start);
         bool incomplete = owner != layout_.owner_generator && byte_offset < 2 * std::int64_t{code->firsttraceable};

@@ -10,15 +10,6 @@ namespace {
 constexpr std::uint64_t kObTypeOffset = 8;
 constexpr std::size_t kMaxLineTable = 1 << 20;
 
-template <typename T>
-T field(const std::vector<std::uint8_t>& bytes, std::int64_t offset) {
-    T value{};
-    if (offset >= 0 && static_cast<std::size_t>(offset) + sizeof(T) <= bytes.size()) {
-        std::memcpy(&value, bytes.data() + offset, sizeof(T));
-    }
-    return value;
-}
-
 void append_utf8(std::string& out, std::uint32_t cp) {
     if (cp < 0x80) {
         out += static_cast<char>(cp);
@@ -103,16 +94,18 @@ bool CodeCache::is_code_object(std::uint64_t address) {
 
 std::uint64_t CodeCache::fingerprint_of() const {
     std::int64_t name_field = layout_.qualname >= 0 ? layout_.qualname : layout_.name;
-    std::uint64_t h = field<std::uint64_t>(raw_, name_field);
-    h = h * 0x9E3779B97F4A7C15ULL ^ field<std::uint64_t>(raw_, layout_.filename);
-    h = h * 0x9E3779B97F4A7C15ULL ^ field<std::uint64_t>(raw_, layout_.linetable);
-    return h * 0x9E3779B97F4A7C15ULL ^ static_cast<std::uint32_t>(field<std::int32_t>(raw_, layout_.firstlineno));
+    std::uint64_t h = attach::field_at<std::uint64_t>(raw_, name_field);
+    h = h * 0x9E3779B97F4A7C15ULL ^ attach::field_at<std::uint64_t>(raw_, layout_.filename);
+    h = h * 0x9E3779B97F4A7C15ULL ^ attach::field_at<std::uint64_t>(raw_, layout_.linetable);
+    return h * 0x9E3779B97F4A7C15ULL ^
+           static_cast<std::uint32_t>(attach::field_at<std::int32_t>(raw_, layout_.firstlineno));
 }
 
 const CodeInfo* CodeCache::lookup(std::uint64_t code_address) {
     raw_.resize(static_cast<std::size_t>(layout_.size));
     if (code_address == 0 || !memory_.read(code_address, raw_.data(), raw_.size())) return nullptr;
-    if (code_type_address_ != 0 && field<std::uint64_t>(raw_, kObTypeOffset) != code_type_address_) return nullptr;
+    if (code_type_address_ != 0 && attach::field_at<std::uint64_t>(raw_, kObTypeOffset) != code_type_address_)
+        return nullptr;
     std::uint64_t fingerprint = fingerprint_of();
     auto it = entries_.find(code_address);
     if (it != entries_.end() && it->second->fingerprint == fingerprint) return it->second.get();
@@ -130,15 +123,16 @@ const CodeInfo* CodeCache::lookup(std::uint64_t code_address) {
 std::unique_ptr<CodeInfo> CodeCache::load(std::uint64_t fingerprint) {
     auto info = std::make_unique<CodeInfo>();
     std::int64_t name_field = layout_.qualname >= 0 ? layout_.qualname : layout_.name;
-    auto function = read_unicode(memory_, layout_, field<std::uint64_t>(raw_, name_field));
-    auto filename = read_unicode(memory_, layout_, field<std::uint64_t>(raw_, layout_.filename));
-    auto table = read_bytes_object(memory_, layout_, field<std::uint64_t>(raw_, layout_.linetable));
+    auto function = read_unicode(memory_, layout_, attach::field_at<std::uint64_t>(raw_, name_field));
+    auto filename = read_unicode(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.filename));
+    auto table = read_bytes_object(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.linetable));
     if (!function || !filename || !table) return nullptr;
     info->function = std::move(*function);
     info->filename = std::move(*filename);
     info->linetable = std::move(*table);
-    info->firstlineno = field<std::int32_t>(raw_, layout_.firstlineno);
-    info->firsttraceable = layout_.firsttraceable >= 0 ? field<std::int32_t>(raw_, layout_.firsttraceable) : 0;
+    info->firstlineno = attach::field_at<std::int32_t>(raw_, layout_.firstlineno);
+    info->firsttraceable =
+        layout_.firsttraceable >= 0 ? attach::field_at<std::int32_t>(raw_, layout_.firsttraceable) : 0;
     info->format = layout_.format;
     info->signed_lnotab = layout_.signed_lnotab;
     info->fingerprint = fingerprint;

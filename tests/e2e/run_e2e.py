@@ -246,6 +246,17 @@ def test_stop(pysample, python, tmp):
             check(status_field(workload.pid, "TracerPid") == "0", "target still traced after signal %d" % sig)
             check(workload.proc.poll() is None, "target died after signal %d" % sig)
 
+    # Launch mode: SIGINT to pysample alone is passed on to the child, whose status pysample returns.
+    out = os.path.join(tmp, "launched.txt")
+    proc = subprocess.Popen([pysample, "record", "-o", out, "-q", "--", python, os.path.join(WORKLOADS, "split.py"),
+                             "30"], stdout=subprocess.DEVNULL)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=30)
+    check(code == 130, "launch mode after SIGINT: exit %d, expected 130 (the child's SIGINT)" % code)
+    samples = sum(c for _, c in parse_collapsed(out))
+    check(samples >= 50, "launch mode after SIGINT: only %d samples written" % samples)
+
     with Workload(python, "split.py", 1) as workload:
         out = os.path.join(tmp, "exited.txt")
         result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "-o", out])

@@ -33,19 +33,6 @@ TEST_CASE("maps lines are parsed with permissions, offsets and paths with spaces
     CHECK(first_mapping_of(maps, "/nope") == nullptr);
 }
 
-TEST_CASE("address space answers readability across merged ranges") {
-    auto maps = parse_maps(
-        "1000-2000 r--p 0 0:0 0\n"
-        "2000-3000 rw-p 0 0:0 0\n"
-        "5000-6000 ---p 0 0:0 0\n");
-    AddressSpace space(maps);
-    CHECK(space.readable(0x1000));
-    CHECK(space.readable(0x1ff8, 16));
-    CHECK_FALSE(space.readable(0x2ff8, 16));
-    CHECK_FALSE(space.readable(0x5000));
-    CHECK_FALSE(space.readable(0x0fff));
-}
-
 TEST_CASE("process memory reads this process, singly and batched, and reports failures") {
     ProcessMemory memory(::getpid());
     std::vector<std::uint64_t> values(1000);

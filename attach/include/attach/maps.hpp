@@ -29,15 +29,4 @@ std::vector<MapEntry> read_maps(pid_t pid);
 // The lowest mapping of `path` (its load address), or nullptr.
 const MapEntry* first_mapping_of(const std::vector<MapEntry>& maps, std::string_view path);
 
-// A sorted, merged view of the readable address ranges, for cheap pointer plausibility checks.
-class AddressSpace {
-public:
-    AddressSpace() = default;
-    explicit AddressSpace(const std::vector<MapEntry>& maps);
-    bool readable(std::uint64_t addr, std::uint64_t len = 1) const;
-
-private:
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges_;
-};
-
 }  // namespace pysample::attach

@@ -4,12 +4,24 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 namespace pysample::attach {
+
+// A field of a struct copied out of the target: zero when the offset is -1 (absent in this
+// version) or the bytes are too short.
+template <typename T>
+T field_at(const std::vector<std::uint8_t>& bytes, std::int64_t offset) {
+    T value{};
+    if (offset >= 0 && static_cast<std::size_t>(offset) + sizeof(T) <= bytes.size()) {
+        std::memcpy(&value, bytes.data() + offset, sizeof(T));
+    }
+    return value;
+}
 
 struct ReadRequest {
     std::uint64_t addr;
