@@ -19,7 +19,7 @@ std::size_t Memory::read_many(std::span<const ReadRequest> requests) {
     return complete;
 }
 
-ProcessMemory::ProcessMemory(pid_t pid) : pid_(pid) {}
+ProcessMemory::ProcessMemory(pid_t pid, Backend backend) : pid_(pid), use_proc_mem_(backend == Backend::ProcMem) {}
 
 ProcessMemory::~ProcessMemory() {
     if (mem_fd_ >= 0) ::close(mem_fd_);

@@ -34,23 +34,27 @@ TEST_CASE("maps lines are parsed with permissions, offsets and paths with spaces
 }
 
 TEST_CASE("process memory reads this process, singly and batched, and reports failures") {
-    ProcessMemory memory(::getpid());
-    std::vector<std::uint64_t> values(1000);
-    std::iota(values.begin(), values.end(), 7);
-    std::uint64_t one = 0;
-    REQUIRE(memory.read_value(reinterpret_cast<std::uint64_t>(&values[10]), one));
-    CHECK(one == 17);
+    for (auto backend : {ProcessMemory::Backend::VmReadv, ProcessMemory::Backend::ProcMem}) {
+        CAPTURE(static_cast<int>(backend));
+        ProcessMemory memory(::getpid(), backend);
+        std::vector<std::uint64_t> values(1000);
+        std::iota(values.begin(), values.end(), 7);
+        std::uint64_t one = 0;
+        REQUIRE(memory.read_value(reinterpret_cast<std::uint64_t>(&values[10]), one));
+        CHECK(one == 17);
 
-    std::vector<std::uint64_t> copies(3);
-    std::vector<ReadRequest> requests = {
-        {reinterpret_cast<std::uint64_t>(&values[0]), &copies[0], 8},
-        {8, &copies[1], 8},  // unmapped: must fail alone
-        {reinterpret_cast<std::uint64_t>(&values[999]), &copies[2], 8},
-    };
-    CHECK(memory.read_many(requests) == 2);
-    CHECK(copies[0] == 7);
-    CHECK(copies[2] == 1006);
-    CHECK_FALSE(memory.read_value(8, one));
+        std::vector<std::uint64_t> copies(3);
+        std::vector<ReadRequest> requests = {
+            {reinterpret_cast<std::uint64_t>(&values[0]), &copies[0], 8},
+            {8, &copies[1], 8},  // unmapped: must fail alone
+            {reinterpret_cast<std::uint64_t>(&values[999]), &copies[2], 8},
+        };
+        CHECK(memory.read_many(requests) == 2);
+        CHECK(copies[0] == 7);
+        CHECK(copies[2] == 1006);
+        CHECK_FALSE(memory.read_value(8, one));
+        CHECK(memory.failed_reads() >= 2);
+    }
 }
 
 TEST_CASE("page cache returns the same bytes as direct reads, across page boundaries") {

@@ -48,7 +48,9 @@ public:
 // Live-process reader: process_vm_readv with many iovecs per call, falling back to /proc/PID/mem.
 class ProcessMemory final : public Memory {
 public:
-    explicit ProcessMemory(pid_t pid);
+    enum class Backend { VmReadv, ProcMem };
+    // VmReadv switches to ProcMem by itself where process_vm_readv is not available (ENOSYS).
+    explicit ProcessMemory(pid_t pid, Backend backend = Backend::VmReadv);
     ~ProcessMemory() override;
     ProcessMemory(const ProcessMemory&) = delete;
     ProcessMemory& operator=(const ProcessMemory&) = delete;
