@@ -221,7 +221,7 @@ int run_record(const RecordOptions& options) {
         }
         timer.wait_next();
     }
-    if (show_progress) std::fputc('\n', stderr);
+    if (show_progress) std::fputs("\r\033[K", stderr);
     info.duration_s = std::chrono::duration<double>(Clock::now() - start).count();
     info.samples = recorder->ticks();
     info.errors = recorder->failed_ticks();
