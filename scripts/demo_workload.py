@@ -17,7 +17,7 @@ def sort_words(words):
 def main(seconds=3.0):
     end = time.time() + seconds
     while time.time() < end:
-        fib(18)
+        fib(23)
         sort_words(build_words(20000))
 
 

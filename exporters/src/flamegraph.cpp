@@ -1,124 +1,492 @@
 #include <algorithm>
-#include <iomanip>
-#include <map>
-#include <memory>
-#include <sstream>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "exporters/exporters.hpp"
+#include "flamegraph_script.hpp"
+#include "utf8.hpp"
 
 namespace pysample::exporters {
 namespace {
 
-constexpr double kWidth = 1200;
-constexpr double kRowHeight = 17;
-constexpr double kTop = 40;
-constexpr double kMinWidth = 0.3;  // pixels; narrower frames are not drawn
+constexpr double kWidth = 1200;  // of the frame area, in pixels
+constexpr double kMargin = 10;
+constexpr double kRow = 16;
+constexpr double kFramesTop = 60;
+constexpr double kFooter = 30;
+constexpr double kCharWidth = 7.3;  // 12px monospace, slightly generous so labels never overflow
+constexpr std::size_t kTitleCommandChars = 56;
 
-struct Node {
-    std::string label;
-    std::string file;
-    std::uint64_t count = 0;
-    std::map<std::string, std::unique_ptr<Node>> children;
-};
+// Frames under 1/2000 of all samples (0.6 px of the 1200 px width) are not drawn one by one: a run
+// of such adjacent siblings becomes one grey "[N small frames]" box when the run together reaches
+// that width, and is left out otherwise; their descendants are left out either way. That bounds
+// the drawn frames to about 2000 per row however many distinct stacks there are, so a profile with
+// 100k stacks stays a few MB; zooming still shows everything down to 0.05% of the run.
+constexpr std::uint64_t kMinFrameDivisor = 2000;
 
-std::string escape_xml(const std::string& text) {
+constexpr const char* kRootColour = "#d6d6dc";
+constexpr const char* kThreadColour = "#5d6d8c";
+constexpr const char* kMergedColour = "#e4e4e4";
+constexpr const char* kNoFileColour = "#cfcfcf";
+constexpr std::string_view kSeparator = " \xC2\xB7 ";  // " · "
+
+// ---- Text from the target: valid UTF-8 without control characters, then escaped for XML. ----
+
+bool is_control(char32_t c) { return c < 0x20 || (c >= 0x7F && c < 0xA0); }
+
+// Invalid bytes become U+FFFD, control characters are spelled "\xNN" so they show as text.
+std::string readable(std::string_view raw) {
+    std::string out;
+    out.reserve(raw.size());
+    for (std::size_t at = 0; at < raw.size();) {
+        char32_t c = 0;
+        std::size_t length = decode_utf8(raw, at, c);
+        if (length == 0) {
+            out += kReplacementCharacter;
+            ++at;
+            continue;
+        }
+        if (is_control(c)) {
+            char spelled[8];
+            std::snprintf(spelled, sizeof spelled, "\\x%02x", static_cast<unsigned>(c));
+            out += spelled;
+        } else if (c == 0xFFFE || c == 0xFFFF) {  // not characters XML allows
+            out += kReplacementCharacter;
+        } else {
+            out.append(raw.substr(at, length));
+        }
+        at += length;
+    }
+    return out;
+}
+
+std::string escape_xml(std::string_view text) {
     std::string out;
     out.reserve(text.size());
-    for (unsigned char c : text) {
+    for (char c : text) {
         switch (c) {
             case '<': out += "&lt;"; break;
             case '>': out += "&gt;"; break;
             case '&': out += "&amp;"; break;
             case '"': out += "&quot;"; break;
             case '\'': out += "&apos;"; break;
-            default:
-                if (c < 0x20 && c != '\t') {
-                    out += ' ';
-                } else {
-                    out += static_cast<char>(c);
-                }
+            default: out += c;
         }
     }
     return out;
 }
 
-// A warm hue chosen from the file name, so the same module keeps its colour across runs.
-std::string colour_for(const std::string& file) {
-    std::uint32_t h = 2166136261u;
-    for (unsigned char c : file) h = (h ^ c) * 16777619u;
-    int red = 200 + static_cast<int>(h % 55);
-    int green = 80 + static_cast<int>((h >> 8) % 130);
-    int blue = static_cast<int>((h >> 16) % 60);
-    return "rgb(" + std::to_string(red) + "," + std::to_string(green) + "," + std::to_string(blue) + ")";
+bool starts_code_point(char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }
+
+std::size_t count_code_points(std::string_view text) {
+    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), starts_code_point));
 }
 
-std::size_t depth_of(const Node& node) {
-    std::size_t deepest = 0;
-    for (const auto& [label, child] : node.children) deepest = std::max(deepest, depth_of(*child));
-    return deepest + 1;
+// The byte offset where code point number `index` starts (text.size() past the end).
+std::size_t code_point_offset(std::string_view text, std::size_t index) {
+    std::size_t seen = 0;
+    for (std::size_t at = 0; at < text.size(); ++at) {
+        if (!starts_code_point(text[at])) continue;
+        if (seen++ == index) return at;
+    }
+    return text.size();
 }
 
-void draw(const Node& node, double x, std::size_t depth, std::size_t max_depth, double per_sample, std::uint64_t total,
-          std::ostream& out) {
-    double width = static_cast<double>(node.count) * per_sample;
-    if (width < kMinWidth) return;
-    if (depth > 0) {
-        double y = kTop + static_cast<double>(max_depth - depth) * kRowHeight;
-        double percent = 100.0 * static_cast<double>(node.count) / static_cast<double>(total);
-        std::string label = escape_xml(node.label);
-        out << "<g><title>" << label << " (" << node.count << " samples, " << std::fixed << std::setprecision(2)
-            << percent << "%)</title><rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << width << "\" height=\""
-            << (kRowHeight - 1) << "\" fill=\"" << colour_for(node.file) << "\" rx=\"2\"/>";
-        std::size_t fits = static_cast<std::size_t>(width / 7);
-        if (fits >= 3) {
-            std::string text = node.label.size() > fits ? node.label.substr(0, fits - 2) + ".." : node.label;
-            out << "<text x=\"" << (x + 3) << "\" y=\"" << (y + 12) << "\">" << escape_xml(text) << "</text>";
+// The same rule the script applies after a zoom: what fits in `width` pixels, cut with "..".
+std::string fit_label(std::string_view text, double width) {
+    double room = std::max(0.0, std::floor((width - 6) / kCharWidth));
+    auto chars = static_cast<std::size_t>(room);
+    if (count_code_points(text) <= chars) return std::string(text);
+    if (chars < 5) return "";  // "fu.." says nothing
+    return std::string(text.substr(0, code_point_offset(text, chars - 2))) + "..";
+}
+
+// "f (/a/b/c.py:3)" is shown as "f (c.py:3)" inside the box; the script does the same.
+std::string short_label(std::string_view label) {
+    if (label.empty() || label.back() != ')') return std::string(label);
+    std::size_t open = label.rfind('(');
+    if (open == std::string_view::npos) return std::string(label);
+    std::string_view inside = label.substr(open + 1, label.size() - open - 2);
+    std::size_t slash = inside.rfind('/');
+    if (inside.find(')') != std::string_view::npos || slash == std::string_view::npos) return std::string(label);
+    return std::string(label.substr(0, open + 1)) + std::string(inside.substr(slash + 1)) + ")";
+}
+
+// Keeps the start and the end (where the script's name usually is) of a long command line.
+std::string shorten_middle(const std::string& text, std::size_t max_chars) {
+    std::size_t chars = count_code_points(text);
+    if (chars <= max_chars) return text;
+    std::size_t head = max_chars / 3;
+    std::size_t tail = max_chars - head - 1;
+    return text.substr(0, code_point_offset(text, head)) + "\xE2\x80\xA6" +
+           text.substr(code_point_offset(text, chars - tail));
+}
+
+// ---- Numbers ----
+
+std::string fixed(double value, int decimals) {
+    char text[48];
+    std::snprintf(text, sizeof text, "%.*f", decimals, value);
+    return text;
+}
+
+// Up to `decimals` decimals without trailing zeros: 376, 376.5, 123.45.
+std::string number(double value, int decimals = 2) {
+    std::string out = fixed(value, decimals);
+    if (out.find('.') != std::string::npos) {
+        out.erase(out.find_last_not_of('0') + 1);
+        if (out.back() == '.') out.pop_back();
+    }
+    return out == "-0" ? "0" : out;
+}
+
+std::string percent(std::uint64_t part, std::uint64_t whole) {
+    return number(whole == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole)) + "%";
+}
+
+// ---- Colours: the hue follows the file, so a module keeps its colour across runs ----
+
+std::uint32_t stable_hash(std::string_view text) {
+    std::uint32_t h = 2166136261u;  // FNV-1a, then a finalizer so that similar names spread out
+    for (unsigned char c : text) h = (h ^ c) * 16777619u;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+std::string hex_colour_from_hsl(double hue, double saturation, double lightness) {
+    double chroma = (1 - std::fabs(2 * lightness - 1)) * saturation;
+    double sector = hue / 60.0;
+    double second = chroma * (1 - std::fabs(std::fmod(sector, 2.0) - 1));
+    std::array<double, 3> rgb{};
+    switch (static_cast<int>(sector) % 6) {
+        case 0: rgb = {chroma, second, 0}; break;
+        case 1: rgb = {second, chroma, 0}; break;
+        case 2: rgb = {0, chroma, second}; break;
+        case 3: rgb = {0, second, chroma}; break;
+        case 4: rgb = {second, 0, chroma}; break;
+        default: rgb = {chroma, 0, second}; break;
+    }
+    double base = lightness - chroma / 2;
+    char text[8];
+    auto channel = [&](double v) { return static_cast<unsigned>(std::lround((v + base) * 255)); };
+    std::snprintf(text, sizeof text, "#%02x%02x%02x", channel(rgb[0]), channel(rgb[1]), channel(rgb[2]));
+    return text;
+}
+
+std::string code_colour(const Frame& frame) {
+    if (frame.filename.empty()) return kNoFileColour;
+    // Hues from 345 round to 270: the magenta between is kept for search matches.
+    double hue = static_cast<double>((stable_hash(frame.filename) % 285 + 345) % 360);
+    double lightness = 0.70 + (static_cast<double>(stable_hash(frame.function) % 9) - 4) * 0.02;
+    return hex_colour_from_hsl(hue, 0.62, lightness);
+}
+
+// ---- The frame tree ----
+
+enum class Kind { Root, Thread, Code, Merged };
+
+struct Label {
+    std::string text;  // readable, not yet escaped
+    Kind kind = Kind::Code;
+    std::string colour;
+};
+
+class Labels {
+public:
+    std::uint32_t add(std::string text, Kind kind, std::string colour) {
+        std::string key = static_cast<char>('0' + static_cast<int>(kind)) + text;
+        auto [it, inserted] = ids_.try_emplace(std::move(key), static_cast<std::uint32_t>(labels_.size()));
+        if (inserted) labels_.push_back({std::move(text), kind, std::move(colour)});
+        return it->second;
+    }
+    const Label& operator[](std::uint32_t id) const { return labels_[id]; }
+    std::size_t size() const { return labels_.size(); }
+
+private:
+    std::vector<Label> labels_;
+    std::unordered_map<std::string, std::uint32_t> ids_;
+};
+
+// One stack as label ids, root first, with its samples.
+struct LabelPath {
+    std::vector<std::uint32_t> labels;
+    std::uint64_t count = 0;
+};
+
+struct Node {
+    std::uint32_t label = 0;
+    std::uint64_t count = 0;
+    std::vector<std::uint32_t> children;  // alphabetical by label
+};
+
+// Stacks merged into one tree by label, so frames that print the same (lines of one function with
+// line numbers off, the same code on several threads) share a node. The paths are sorted
+// alphabetically first: each one then shares its prefix with the previous one, children are
+// created in alphabetical order (like flamegraph.pl, so a profile always draws the same picture),
+// and no lookup table is needed.
+class FlameTree {
+public:
+    FlameTree(std::uint32_t root_label, std::vector<LabelPath> paths, const Labels& labels)
+        : nodes_{{root_label, 0, {}}} {
+        sort_alphabetically(paths, labels);
+        const std::vector<std::uint32_t>* previous = nullptr;
+        std::vector<std::uint32_t> open{0};  // the nodes along the current path, root first
+        for (const LabelPath& path : paths) {
+            std::size_t shared = previous ? common_prefix(*previous, path.labels) : 0;
+            open.resize(shared + 1);
+            for (std::size_t depth = shared; depth < path.labels.size(); ++depth) {
+                open.push_back(add_child(open.back(), path.labels[depth]));
+            }
+            for (std::uint32_t node : open) nodes_[node].count += path.count;
+            previous = &path.labels;
         }
-        out << "</g>\n";
     }
-    for (const auto& [label, child] : node.children) {
-        draw(*child, x, depth + 1, max_depth, per_sample, total, out);
-        x += static_cast<double>(child->count) * per_sample;
+    const Node& node(std::uint32_t index) const { return nodes_[index]; }
+    std::uint64_t total() const { return nodes_[0].count; }
+
+private:
+    static void sort_alphabetically(std::vector<LabelPath>& paths, const Labels& labels) {
+        std::vector<std::uint32_t> by_text(labels.size());
+        for (std::uint32_t id = 0; id < by_text.size(); ++id) by_text[id] = id;
+        std::sort(by_text.begin(), by_text.end(), [&](std::uint32_t a, std::uint32_t b) {
+            return labels[a].text != labels[b].text ? labels[a].text < labels[b].text : a < b;
+        });
+        std::vector<std::uint32_t> rank(labels.size());
+        for (std::uint32_t position = 0; position < by_text.size(); ++position) rank[by_text[position]] = position;
+        std::sort(paths.begin(), paths.end(), [&](const LabelPath& a, const LabelPath& b) {
+            return std::lexicographical_compare(a.labels.begin(), a.labels.end(), b.labels.begin(), b.labels.end(),
+                                                [&](std::uint32_t x, std::uint32_t y) { return rank[x] < rank[y]; });
+        });
     }
+
+    static std::size_t common_prefix(const std::vector<std::uint32_t>& a, const std::vector<std::uint32_t>& b) {
+        std::size_t length = 0;
+        while (length < a.size() && length < b.size() && a[length] == b[length]) ++length;
+        return length;
+    }
+
+    std::uint32_t add_child(std::uint32_t parent, std::uint32_t label) {
+        auto index = static_cast<std::uint32_t>(nodes_.size());
+        nodes_.push_back({label, 0, {}});
+        nodes_[parent].children.push_back(index);
+        return index;
+    }
+
+    std::vector<Node> nodes_;
+};
+
+FlameTree build_tree(const Profile& profile, const WriteOptions& options, Labels& labels) {
+    std::uint32_t root = labels.add("all", Kind::Root, kRootColour);
+    std::vector<std::uint32_t> frame_labels;
+    frame_labels.reserve(profile.frames().size());
+    for (const Frame& frame : profile.frames()) {
+        frame_labels.push_back(
+            labels.add(readable(frame_label(frame, options.line_numbers)), Kind::Code, code_colour(frame)));
+    }
+    std::vector<std::uint32_t> thread_labels;
+    for (const ThreadInfo& thread : profile.threads()) {
+        thread_labels.push_back(labels.add(readable(thread_label(thread)), Kind::Thread, kThreadColour));
+    }
+    std::vector<LabelPath> paths;
+    paths.reserve(profile.stacks().size());
+    for (const StackCount& stack : profile.stacks()) {
+        LabelPath& path = paths.emplace_back();
+        path.count = stack.count;
+        path.labels.reserve(stack.frames.size() + 1);
+        if (options.thread_roots) path.labels.push_back(thread_labels[stack.thread]);
+        for (FrameId id : stack.frames) path.labels.push_back(frame_labels[id]);
+    }
+    return FlameTree(root, std::move(paths), labels);
+}
+
+// ---- Layout: which frames are drawn, where, in depth-first order with the root first ----
+
+struct DrawnFrame {
+    std::uint32_t label = 0;
+    std::uint32_t merged = 0;  // > 0: a box standing for this many small sibling frames
+    std::size_t depth = 0;
+    std::uint64_t start = 0;  // first sample, counting from the left edge
+    std::uint64_t count = 0;
+};
+
+class Layout {
+public:
+    explicit Layout(const FlameTree& tree)
+        : tree_(tree), min_count_(std::max<std::uint64_t>(1, tree.total() / kMinFrameDivisor)) {
+        visit(0, 0, 0);
+    }
+    const std::vector<DrawnFrame>& frames() const { return frames_; }
+    std::size_t max_depth() const { return max_depth_; }
+
+private:
+    struct SmallRun {
+        std::uint64_t start = 0, count = 0;
+        std::uint32_t frames = 0;
+    };
+
+    void visit(std::uint32_t index, std::size_t depth, std::uint64_t start) {
+        const Node& node = tree_.node(index);
+        frames_.push_back({node.label, 0, depth, start, node.count});
+        max_depth_ = std::max(max_depth_, depth);
+        SmallRun run;
+        std::uint64_t offset = start;
+        for (std::uint32_t child : node.children) {
+            std::uint64_t count = tree_.node(child).count;
+            if (count >= min_count_) {
+                flush(run, depth + 1);
+                visit(child, depth + 1, offset);
+            } else {
+                if (run.frames == 0) run.start = offset;
+                run.count += count;
+                ++run.frames;
+            }
+            offset += count;
+        }
+        flush(run, depth + 1);
+    }
+
+    void flush(SmallRun& run, std::size_t depth) {
+        if (run.frames > 1 && run.count >= min_count_) {
+            frames_.push_back({0, run.frames, depth, run.start, run.count});
+            max_depth_ = std::max(max_depth_, depth);
+        }
+        run = {};
+    }
+
+    const FlameTree& tree_;
+    std::uint64_t min_count_;
+    std::vector<DrawnFrame> frames_;
+    std::size_t max_depth_ = 0;
+};
+
+// ---- Output ----
+
+struct Geometry {
+    std::size_t max_depth = 0;
+    bool reverse = false;
+
+    double row_y(std::size_t depth) const {
+        std::size_t row = reverse ? depth : max_depth - depth;
+        return kFramesTop + static_cast<double>(row) * kRow;
+    }
+    double height() const { return kFramesTop + static_cast<double>(max_depth + 1) * kRow + kFooter; }
+    double width() const { return kWidth + 2 * kMargin; }
+};
+
+std::string title_text(const RunInfo& info) {
+    std::string command = shorten_middle(readable(info.command_line), kTitleCommandChars);
+    std::string pid = info.pid > 0 ? "pid " + std::to_string(info.pid) : "";
+    std::string who = command.empty() ? pid : pid.empty() ? command : command + " (" + pid + ")";
+    return (who.empty() ? "" : who + ": ") + std::to_string(info.samples) + " samples in " + fixed(info.duration_s, 1) +
+           " s at " + number(info.rate_hz) + " Hz";
+}
+
+std::string subtitle_text(const RunInfo& info, const WriteOptions& options) {
+    std::string text = "Python " + (info.python_version.empty() ? "version unknown" : readable(info.python_version));
+    auto add = [&](const std::string& part) { text.append(kSeparator).append(part); };
+    add(std::to_string(info.errors) + (info.errors == 1 ? " error (" : " errors (") +
+        percent(info.errors, info.samples) + " of samples)");
+    if (!info.start_time.empty()) add("started " + readable(info.start_time));
+    if (!options.version.empty()) add("pysample " + readable(options.version));
+    return text;
+}
+
+void write_button(std::ostream& out, const char* id, const char* label, const char* tip, double x, double width,
+                  bool enabled) {
+    out << "<g id=\"" << id << "\" class=\"btn" << (enabled ? "" : " off") << "\"><title>" << tip
+        << "</title><rect x=\"" << number(x) << "\" y=\"10\" width=\"" << number(width)
+        << "\" height=\"22\" rx=\"4\"/><text x=\"" << number(x + width / 2) << "\" y=\"25\">" << label
+        << "</text></g>\n";
+}
+
+void write_header(std::ostream& out, const Profile& profile, const WriteOptions& options, const Geometry& geometry) {
+    std::string title = title_text(profile.info);
+    out << "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
+        << "<svg version=\"1.1\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << number(geometry.width())
+        << "\" height=\"" << number(geometry.height()) << "\" viewBox=\"0 0 " << number(geometry.width()) << " "
+        << number(geometry.height()) << "\">\n"
+        << "<title>pysample: " << escape_xml(title) << "</title>\n"
+        << "<style>" << flamegraph_style() << "</style>\n"
+        << "<rect width=\"100%\" height=\"100%\" fill=\"#f8f8fa\"/>\n"
+        << "<g><title>" << escape_xml(readable(profile.info.command_line)) << "</title><text id=\"title\" x=\""
+        << number(kMargin) << "\" y=\"26\">" << escape_xml(title) << "</text></g>\n"
+        << "<text id=\"sub\" x=\"" << number(kMargin) << "\" y=\"46\">"
+        << escape_xml(subtitle_text(profile.info, options)) << "</text>\n";
+    double right = kMargin + kWidth;
+    write_button(out, "search", "Search", "Search frames (Ctrl-F or /)", right - 70, 70, true);
+    write_button(out, "clear", "Clear search", "Clear the search (Esc)", right - 170, 92, false);
+    write_button(out, "zoom", "Reset zoom", "Show the whole profile again (Esc)", right - 262, 84, false);
+}
+
+std::string merged_label(const DrawnFrame& frame) { return "[" + std::to_string(frame.merged) + " small frames]"; }
+
+// "label&#10;N samples, P%": the script reads the label and N back from the first two lines.
+std::string frame_title(const DrawnFrame& frame, const Label& label, std::uint64_t total) {
+    std::string title = escape_xml(frame.merged > 0 ? merged_label(frame) : label.text);
+    title += "&#10;" + std::to_string(frame.count) + " samples, " + percent(frame.count, total);
+    if (frame.merged > 0) title += "&#10;each under " + percent(1, kMinFrameDivisor) + " of all samples";
+    return title;
+}
+
+std::string shown_label(const DrawnFrame& frame, const Label& label) {
+    if (frame.merged > 0) return merged_label(frame);
+    return label.kind == Kind::Thread ? label.text : short_label(label.text);
+}
+
+const char* frame_class(const DrawnFrame& frame, const Label& label) {
+    if (frame.merged > 0) return " class=\"m\"";
+    return label.kind == Kind::Thread ? " class=\"t\"" : "";
+}
+
+void write_frame(std::ostream& out, const DrawnFrame& frame, const Label& label, const Geometry& geometry,
+                 std::uint64_t total) {
+    double scale = total == 0 ? 0 : kWidth / static_cast<double>(total);
+    double x = kMargin + static_cast<double>(frame.start) * scale;
+    double width = total == 0 ? kWidth : static_cast<double>(frame.count) * scale;
+    double y = geometry.row_y(frame.depth);
+    std::string_view colour = frame.merged > 0 ? std::string_view(kMergedColour) : std::string_view(label.colour);
+    out << "<g" << frame_class(frame, label) << " data-o=\"" << frame.start << "\"><title>"
+        << frame_title(frame, label, total) << "</title><rect x=\"" << number(x) << "\" y=\"" << number(y)
+        << "\" width=\"" << number(width) << "\" height=\"" << number(kRow - 1) << "\" rx=\"2\" fill=\"" << colour
+        << "\"/><text x=\"" << number(x + 3) << "\" y=\"" << number(y + 11.5) << "\">"
+        << escape_xml(fit_label(shown_label(frame, label), width)) << "</text></g>\n";
+}
+
+void write_footer(std::ostream& out, const Geometry& geometry) {
+    double y = geometry.height() - 10;
+    out << "<text id=\"details\" x=\"" << number(kMargin) << "\" y=\"" << number(y)
+        << "\">Hover over a frame for details, click to zoom, Ctrl-F or / to search</text>\n"
+        << "<text id=\"matched\" x=\"" << number(kMargin + kWidth) << "\" y=\"" << number(y)
+        << "\" text-anchor=\"end\"></text>\n"
+        << "<script type=\"text/ecmascript\"><![CDATA[" << flamegraph_script() << "]]></script>\n"
+        << "</svg>\n";
 }
 
 }  // namespace
 
-// A static flamegraph: root at the bottom, one rectangle per frame with its share in a tooltip.
+// An interactive flamegraph: one <g> per frame inside #frames, read by the embedded script for
+// hover details, click-to-zoom and search. Root at the bottom, or at the top with `reverse`.
 void write_flamegraph(const Profile& profile, const WriteOptions& options, std::ostream& out) {
-    Node root;
-    for (const auto& stack : profile.stacks()) {
-        Node* node = &root;
-        node->count += stack.count;
-        auto descend = [&](const std::string& label, const std::string& file) {
-            auto& child = node->children[label];
-            if (!child) child = std::make_unique<Node>(Node{label, file, 0, {}});
-            node = child.get();
-            node->count += stack.count;
-        };
-        if (options.thread_roots) descend(thread_label(profile.threads()[stack.thread]), "");
-        for (FrameId id : stack.frames) {
-            const Frame& frame = profile.frame(id);
-            descend(frame_label(frame, options.line_numbers), frame.filename);
-        }
-    }
-    std::size_t max_depth = depth_of(root) - 1;
-    double height = kTop + static_cast<double>(max_depth + 1) * kRowHeight + 10;
-    double per_sample = root.count == 0 ? 0 : kWidth / static_cast<double>(root.count);
-
-    const RunInfo& info = profile.info;
-    std::ostringstream title;
-    title << "pysample: pid " << info.pid << " " << info.command_line << " (" << info.samples << " samples, "
-          << std::fixed << std::setprecision(1) << info.duration_s << " s at " << info.rate_hz << " Hz)";
-    out << "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
-        << "<svg version=\"1.1\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth + 20 << "\" height=\""
-        << height << "\" viewBox=\"0 0 " << kWidth + 20 << " " << height << "\">\n"
-        << "<style>text{font-family:monospace;font-size:11px;fill:#000;pointer-events:none}</style>\n"
-        << "<rect width=\"100%\" height=\"100%\" fill=\"#fdfdf6\"/>\n"
-        << "<text x=\"10\" y=\"24\" style=\"font-size:14px\">" << escape_xml(title.str()) << "</text>\n"
-        << "<g transform=\"translate(10,0)\">\n";
-    draw(root, 0, 0, max_depth, per_sample, std::max<std::uint64_t>(root.count, 1), out);
-    out << "</g>\n</svg>\n";
+    Labels labels;
+    FlameTree tree = build_tree(profile, options, labels);
+    Layout layout(tree);
+    Geometry geometry{layout.max_depth(), options.reverse};
+    write_header(out, profile, options, geometry);
+    out << "<g id=\"frames\" data-row=\"" << number(kRow) << "\">\n";
+    for (const DrawnFrame& frame : layout.frames())
+        write_frame(out, frame, labels[frame.label], geometry, tree.total());
+    out << "</g>\n";
+    write_footer(out, geometry);
 }
 
 }  // namespace pysample::exporters

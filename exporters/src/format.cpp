@@ -3,6 +3,16 @@
 #include "exporters/exporters.hpp"
 
 namespace pysample::exporters {
+namespace {
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+    return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+constexpr Format kAllFormats[] = {Format::Flamegraph, Format::Collapsed, Format::Speedscope,
+                                  Format::Pstats,     Format::Text,      Format::Chrome};
+
+}  // namespace
 
 std::optional<Format> parse_format(std::string_view name) {
     if (name == "collapsed" || name == "raw") return Format::Collapsed;
@@ -10,6 +20,7 @@ std::optional<Format> parse_format(std::string_view name) {
     if (name == "speedscope") return Format::Speedscope;
     if (name == "pstats") return Format::Pstats;
     if (name == "text") return Format::Text;
+    if (name == "chrome") return Format::Chrome;
     return std::nullopt;
 }
 
@@ -20,8 +31,18 @@ std::string_view format_name(Format format) {
         case Format::Speedscope: return "speedscope";
         case Format::Pstats: return "pstats";
         case Format::Text: return "text";
+        case Format::Chrome: return "chrome";
     }
     return "unknown";
+}
+
+std::string format_names() {
+    std::string names;
+    for (Format format : kAllFormats) {
+        if (!names.empty()) names += '|';
+        names += format_name(format);
+    }
+    return names;
 }
 
 std::string_view default_extension(Format format) {
@@ -31,11 +52,31 @@ std::string_view default_extension(Format format) {
         case Format::Speedscope: return ".speedscope.json";
         case Format::Pstats: return ".pstats";
         case Format::Text: return ".prof.txt";
+        case Format::Chrome: return ".json";
     }
     return ".out";
 }
 
-bool format_available(Format format) { return format == Format::Collapsed || format == Format::Flamegraph; }
+// Longer suffixes first: ".speedscope.json" before ".json", ".prof.txt" before ".txt".
+std::optional<Format> format_for_path(std::string_view path) {
+    if (ends_with(path, ".svg")) return Format::Flamegraph;
+    if (ends_with(path, ".speedscope.json") || ends_with(path, ".speedscope")) return Format::Speedscope;
+    if (ends_with(path, ".json") || ends_with(path, ".trace")) return Format::Chrome;
+    if (ends_with(path, ".pstats") || ends_with(path, ".prof")) return Format::Pstats;
+    if (ends_with(path, ".prof.txt") || ends_with(path, ".pstats.txt")) return Format::Text;
+    if (ends_with(path, ".txt") || ends_with(path, ".folded") || ends_with(path, ".collapsed")) {
+        return Format::Collapsed;
+    }
+    return std::nullopt;
+}
+
+std::optional<SortKey> parse_sort_key(std::string_view name) {
+    if (name == "tottime" || name == "time") return SortKey::Tottime;
+    if (name == "cumtime" || name == "cumulative") return SortKey::Cumtime;
+    if (name == "ncalls" || name == "calls") return SortKey::Ncalls;
+    if (name == "name") return SortKey::Name;
+    return std::nullopt;
+}
 
 std::string frame_label(const Frame& frame, bool line_numbers) {
     std::string label = frame.function;
@@ -56,10 +97,12 @@ void write_profile(Format format, const Profile& profile, const WriteOptions& op
     switch (format) {
         case Format::Collapsed: write_collapsed(profile, options, out); return;
         case Format::Flamegraph: write_flamegraph(profile, options, out); return;
-        default:
-            throw std::invalid_argument("the " + std::string(format_name(format)) +
-                                        " format is not available in this build; use collapsed or flamegraph");
+        case Format::Speedscope: write_speedscope(profile, options, out); return;
+        case Format::Pstats: write_pstats(profile, options, out); return;
+        case Format::Text: write_text(profile, options, out); return;
+        case Format::Chrome: write_chrome(profile, options, out); return;
     }
+    throw std::invalid_argument("unknown output format");
 }
 
 }  // namespace pysample::exporters

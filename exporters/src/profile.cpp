@@ -25,7 +25,8 @@ std::size_t Profile::StackKeyHash::operator()(const StackKey& key) const {
     return h;
 }
 
-Profile::Profile(std::size_t max_stacks) : max_stacks_(max_stacks) {}
+Profile::Profile(std::size_t max_stacks, std::size_t max_timeline)
+    : max_stacks_(max_stacks), max_timeline_(max_timeline) {}
 
 FrameId Profile::intern(const Frame& frame) {
     auto [it, inserted] = frame_ids_.try_emplace(frame, static_cast<FrameId>(frames_.size()));
@@ -41,25 +42,34 @@ std::uint32_t Profile::intern_thread(const ThreadInfo& thread) {
     return static_cast<std::uint32_t>(threads_.size() - 1);
 }
 
-void Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count) {
-    StackKey key{thread, {root_first.begin(), root_first.end()}};
+StackId Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count) {
     total_ += count;
-    if (auto it = stacks_.find(key); it != stacks_.end()) {
-        it->second += count;
-        return;
+    StackKey key{thread, {root_first.begin(), root_first.end()}};
+    if (auto it = stack_ids_.find(key); it != stack_ids_.end()) {
+        stacks_[it->second].count += count;
+        return it->second;
     }
-    if (stacks_.size() >= max_stacks_) key.frames = {intern(Frame{"[other stacks]", "", 0})};
-    stacks_[std::move(key)] += count;
+    if (stacks_.size() >= max_stacks_) {
+        key.frames = {intern(Frame{"[other stacks]", "", 0})};
+        if (auto it = stack_ids_.find(key); it != stack_ids_.end()) {
+            stacks_[it->second].count += count;
+            return it->second;
+        }
+    }
+    auto id = static_cast<StackId>(stacks_.size());
+    stacks_.push_back({thread, key.frames, count});
+    stack_ids_.emplace(std::move(key), id);
+    return id;
 }
 
-std::vector<StackCount> Profile::stacks() const {
-    std::vector<StackCount> out;
-    out.reserve(stacks_.size());
-    for (const auto& [key, count] : stacks_) out.push_back({key.thread, key.frames, count});
-    std::sort(out.begin(), out.end(), [](const StackCount& a, const StackCount& b) {
-        return std::tie(a.thread, a.frames) < std::tie(b.thread, b.frames);
-    });
-    return out;
+StackId Profile::add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first) {
+    StackId id = add(thread, root_first, 1);
+    if (timeline_.size() < max_timeline_) {
+        timeline_.push_back({time_us, id});
+    } else {
+        timeline_complete_ = false;
+    }
+    return id;
 }
 
 std::vector<FunctionTime> top_functions(const Profile& profile, std::size_t limit) {

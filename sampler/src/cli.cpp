@@ -30,40 +30,48 @@ SUBCOMMANDS:
 Run 'pysample <SUBCOMMAND> --help' for the options of each.
 )";
 
-std::string format_list() { return "collapsed|flamegraph|speedscope|pstats|text"; }
-
+// clang-format off
 po::options_description common_options() {
     po::options_description desc("Target and output", 110, 60);
-    desc.add_options()("pid,p", po::value<int>(), "PID of a running Python program")(
-        "python-version", po::value<std::string>(),
-        "Read the target as this Python version (X.Y) instead of detecting it")("verbose,v", po::bool_switch(),
-                                                                                "Log what pysample does (debug level)")(
-        "quiet,q", po::bool_switch(), "No progress line or summary")("help,h", "Print this help");
+    desc.add_options()
+        ("pid,p", po::value<int>(), "PID of a running Python program")
+        ("python-version", po::value<std::string>(), "Read the target as this Python version (X.Y) instead of detecting it")
+        ("verbose,v", po::bool_switch(), "Log what pysample does (debug level)")
+        ("quiet,q", po::bool_switch(), "No progress line or summary")
+        ("help,h", "Print this help");
     return desc;
 }
 
 po::options_description record_options() {
+    static const std::string format_help =
+        "Output format: " + exporters::format_names() + " (default: from the output suffix, else flamegraph)";
     po::options_description desc("Record options", 110, 60);
-    desc.add_options()("rate,r", po::value<double>()->default_value(100), "Samples per second")(
-        "duration,d", po::value<double>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")(
-        "output,o", po::value<std::string>(), "Output file (default: pysample-<pid>-<time>.<ext>)")(
-        "format,f", po::value<std::string>(),
-        ("Output format: " + format_list() + " (default: from the output suffix, else flamegraph)").c_str())(
-        "blocking", po::bool_switch(),
-        "Stop the program's threads while each sample is read (consistent stacks, "
-        "slows the program); default reads without stopping it")(
-        "idle,i", po::bool_switch(), "Keep samples of threads that are not running on a CPU")(
-        "threads,t", po::bool_switch(), "Put each thread's id and name as the root frame")(
-        "nolineno", po::bool_switch(), "Do not record line numbers; aggregate by function");
+    desc.add_options()
+        ("rate,r", po::value<double>()->default_value(100), "Samples per second")
+        ("duration,d", po::value<double>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")
+        ("output,o", po::value<std::vector<std::string>>(),
+         "Output file; repeat for several, each in the format its suffix names: .svg (flamegraph), "
+         ".txt (collapsed), .speedscope.json, .pstats or .prof, .prof.txt (text), .json (chrome). "
+         "Default: pysample-<pid>-<time>.<ext>")
+        ("format,f", po::value<std::string>(), format_help.c_str())
+        ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
+                                        "slows the program); default reads without stopping it")
+        ("idle,i", po::bool_switch(), "Keep samples of threads that are not running on a CPU")
+        ("threads,t", po::bool_switch(), "Put each thread's id and name as the root frame")
+        ("nolineno", po::bool_switch(), "Do not record line numbers; aggregate by function")
+        ("reverse", po::bool_switch(), "flamegraph: icicle graph, root at the top")
+        ("sort", po::value<std::string>()->default_value("tottime"), "text: sort by tottime|cumtime|ncalls|name")
+        ("top", po::value<std::size_t>()->default_value(0), "text: print only the first N rows (0: all)");
     return desc;
 }
 
 po::options_description dump_options() {
     po::options_description desc("Dump options", 110, 60);
-    desc.add_options()("nonblocking", po::bool_switch(),
-                       "Read the stacks without stopping the program (they may be torn)");
+    desc.add_options()
+        ("nonblocking", po::bool_switch(), "Read the stacks without stopping the program (they may be torn)");
     return desc;
 }
+// clang-format on
 
 void configure_logging(bool verbose) {
     auto logger = spdlog::stderr_color_mt("pysample");
@@ -83,17 +91,6 @@ int exit_code_for(attach::ErrorKind kind) {
         case attach::ErrorKind::Other: return kExitError;
     }
     return kExitError;
-}
-
-std::optional<exporters::Format> format_from_suffix(const std::string& path) {
-    auto ends_with = [&](std::string_view suffix) {
-        return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (ends_with(".svg")) return exporters::Format::Flamegraph;
-    if (ends_with(".speedscope.json") || ends_with(".speedscope")) return exporters::Format::Speedscope;
-    if (ends_with(".pstats") || ends_with(".prof")) return exporters::Format::Pstats;
-    if (ends_with(".txt") || ends_with(".folded") || ends_with(".collapsed")) return exporters::Format::Collapsed;
-    return std::nullopt;
 }
 
 void fill_common(const po::variables_map& vm, CommonOptions& options) {
@@ -121,6 +118,33 @@ void require_target(const CommonOptions& options, bool launch_allowed) {
         throw attach::Error(attach::ErrorKind::Usage, "dump takes --pid, not a command");
 }
 
+// Each -o names its format by suffix; --format applies where the suffix does not, and to the
+// default file when no -o is given.
+std::vector<RecordOptions::Output> parse_outputs(const po::variables_map& vm) {
+    std::optional<exporters::Format> asked;
+    if (vm.count("format")) {
+        asked = exporters::parse_format(vm["format"].as<std::string>());
+        if (!asked) {
+            throw attach::Error(attach::ErrorKind::Usage, "unknown format '" + vm["format"].as<std::string>() +
+                                                              "'; choose one of " + exporters::format_names());
+        }
+    }
+    if (!vm.count("output")) return {{"", asked.value_or(exporters::Format::Flamegraph)}};
+    const auto& paths = vm["output"].as<std::vector<std::string>>();
+    std::vector<RecordOptions::Output> outputs;
+    for (const auto& path : paths) {
+        auto format = paths.size() == 1 && asked ? asked : exporters::format_for_path(path);
+        if (!format) format = asked;
+        if (!format) {
+            throw attach::Error(
+                attach::ErrorKind::Usage,
+                "cannot tell the format of '" + path + "' from its suffix; add --format " + exporters::format_names());
+        }
+        outputs.push_back({path, *format});
+    }
+    return outputs;
+}
+
 RecordOptions parse_record(const po::variables_map& vm) {
     RecordOptions options;
     fill_common(vm, options);
@@ -132,22 +156,12 @@ RecordOptions parse_record(const po::variables_map& vm) {
         options.duration = vm["duration"].as<double>();
         if (!(options.duration > 0)) throw attach::Error(attach::ErrorKind::Usage, "--duration must be positive");
     }
-    if (vm.count("output")) options.output = vm["output"].as<std::string>();
-    if (vm.count("format")) {
-        options.format = exporters::parse_format(vm["format"].as<std::string>());
-        if (!options.format) {
-            throw attach::Error(attach::ErrorKind::Usage, "unknown format '" + vm["format"].as<std::string>() +
-                                                              "'; choose one of " + format_list());
-        }
-    } else if (!options.output.empty()) {
-        options.format = format_from_suffix(options.output);
-    }
-    if (!options.format) options.format = exporters::Format::Flamegraph;
-    if (!exporters::format_available(*options.format)) {
-        throw attach::Error(attach::ErrorKind::Usage,
-                            "the " + std::string(exporters::format_name(*options.format)) +
-                                " format is not available in this version; use collapsed or flamegraph");
-    }
+    options.outputs = parse_outputs(vm);
+    options.reverse = vm["reverse"].as<bool>();
+    auto sort = exporters::parse_sort_key(vm["sort"].as<std::string>());
+    if (!sort) throw attach::Error(attach::ErrorKind::Usage, "--sort takes tottime, cumtime, ncalls or name");
+    options.sort = *sort;
+    options.top = vm["top"].as<std::size_t>();
     options.blocking = vm["blocking"].as<bool>();
     options.idle = vm["idle"].as<bool>();
     options.threads = vm["threads"].as<bool>();

@@ -23,8 +23,14 @@ struct CommonOptions {
 struct RecordOptions : CommonOptions {
     double rate = 100;
     double duration = 0;  // seconds; 0 = until Ctrl-C or the target exits
-    std::string output;
-    std::optional<exporters::Format> format;
+    struct Output {
+        std::string path;  // empty: the default name, chosen when the run ends
+        exporters::Format format;
+    };
+    std::vector<Output> outputs;
+    bool reverse = false;
+    exporters::SortKey sort = exporters::SortKey::Tottime;
+    std::size_t top = 0;
     bool idle = false;
     bool threads = false;
     bool line_numbers = true;

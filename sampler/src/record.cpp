@@ -61,7 +61,7 @@ public:
         : process_(process), options_(options), snapshotter_(process, options.blocking) {}
 
     // Takes one sample into the profile; false once the target is gone.
-    bool sample() {
+    bool sample(std::uint64_t time_us) {
         ++ticks_;
         auto outcome = snapshotter_.take(threads_, options_.idle);
         if (outcome == Snapshotter::Outcome::ProcessGone) {
@@ -72,7 +72,7 @@ public:
         if (auto* suspender = snapshotter_.suspender()) pause_total_ += suspender->last_pause_duration();
         for (const auto& thread : threads_) {
             if ((thread.idle && !options_.idle) || thread.frames.empty()) continue;
-            add_to_profile(thread);
+            add_to_profile(thread, time_us);
         }
         return true;
     }
@@ -87,13 +87,13 @@ public:
     attach::ThreadSuspender* suspender() { return snapshotter_.suspender(); }
 
 private:
-    void add_to_profile(const ThreadSnapshot& thread) {
+    void add_to_profile(const ThreadSnapshot& thread, std::uint64_t time_us) {
         stack_.clear();
         for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
             int line = options_.line_numbers && it->line > 0 ? it->line : 0;
-            stack_.push_back(profile_.intern({it->code->function, it->code->filename, line}));
+            stack_.push_back(profile_.intern({it->code->function, it->code->filename, line, it->code->firstlineno}));
         }
-        profile_.add(profile_.intern_thread({thread.id, thread.name}), stack_);
+        profile_.add_at(time_us, profile_.intern_thread({thread.id, thread.name}), stack_);
     }
 
     PythonProcess& process_;
@@ -113,7 +113,7 @@ void print_progress(std::uint64_t ticks, double elapsed, std::uint64_t errors) {
     std::fflush(stderr);
 }
 
-void print_summary(Recorder& recorder, const RecordOptions& options, const std::string& output_path) {
+void print_summary(Recorder& recorder, const RecordOptions& options, const std::vector<std::string>& written) {
     const auto& info = recorder.profile().info;
     const auto& stats = recorder.stats();
     double percent =
@@ -135,7 +135,7 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
         std::fprintf(stderr, "pysample: threads were stopped for %.1f us per sample on average\n",
                      static_cast<double>(recorder.mean_pause().count()) / 1000.0);
     }
-    if (!output_path.empty()) std::fprintf(stderr, "pysample: wrote %s\n", output_path.c_str());
+    for (const auto& path : written) std::fprintf(stderr, "pysample: wrote %s\n", path.c_str());
 
     auto top = exporters::top_functions(recorder.profile(), 10);
     if (top.empty()) return;
@@ -148,17 +148,25 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
     }
 }
 
-std::string write_output(const exporters::Profile& profile, const RecordOptions& options) {
-    std::string path = options.output.empty() ? default_output_path(profile.info.pid, *options.format) : options.output;
-    std::ofstream out(path, std::ios::binary);
-    if (!out) throw attach::Error(attach::ErrorKind::Other, "cannot write " + path + ": " + std::strerror(errno));
+std::vector<std::string> write_outputs(const exporters::Profile& profile, const RecordOptions& options) {
     exporters::WriteOptions write;
     write.thread_roots = options.threads;
     write.line_numbers = options.line_numbers;
-    exporters::write_profile(*options.format, profile, write, out);
-    out.close();
-    if (!out) throw attach::Error(attach::ErrorKind::Other, "writing " + path + " failed");
-    return path;
+    write.reverse = options.reverse;
+    write.sort = options.sort;
+    write.top = options.top;
+    write.version = PYSAMPLE_VERSION;
+    std::vector<std::string> written;
+    for (const auto& output : options.outputs) {
+        std::string path = output.path.empty() ? default_output_path(profile.info.pid, output.format) : output.path;
+        std::ofstream out(path, std::ios::binary);
+        if (!out) throw attach::Error(attach::ErrorKind::Other, "cannot write " + path + ": " + std::strerror(errno));
+        exporters::write_profile(output.format, profile, write, out);
+        out.close();
+        if (!out) throw attach::Error(attach::ErrorKind::Other, "writing " + path + " failed");
+        written.push_back(path + " (" + std::string(exporters::format_name(output.format)) + ")");
+    }
+    return written;
 }
 
 }  // namespace
@@ -208,7 +216,8 @@ int run_record(const RecordOptions& options) {
             }
             if (child->poll()) break;
         }
-        if (!recorder->sample()) {
+        auto since_start = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+        if (!recorder->sample(static_cast<std::uint64_t>(since_start))) {
             target_gone = true;
             break;
         }
@@ -231,8 +240,8 @@ int run_record(const RecordOptions& options) {
     if (target_gone && !options.quiet && !child) {
         std::fprintf(stderr, "pysample: process %d exited; writing what was recorded\n", process->pid());
     }
-    std::string path = write_output(recorder->profile(), options);
-    if (!options.quiet) print_summary(*recorder, options, path);
+    auto written = write_outputs(recorder->profile(), options);
+    if (!options.quiet) print_summary(*recorder, options, written);
     // Detach (when blocking) before waiting for a launched child, whose stops would otherwise wait for us.
     recorder.reset();
 
@@ -243,6 +252,10 @@ int run_record(const RecordOptions& options) {
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         if (stop_requested() && !child->poll()) child->send_signal(stop_signal());
+        if (!child->poll() && !options.quiet) {
+            std::fprintf(stderr, "pysample: profile written; waiting for '%s' (pid %d) to exit, Ctrl-C to stop it\n",
+                         options.command[0].c_str(), child->pid());
+        }
         return attach::ChildProcess::exit_code(child->wait());
     }
     return kExitOk;

@@ -26,12 +26,13 @@ const std::string& Snapshotter::thread_name(pid_t tid) {
 
 namespace {
 
-// Two walks (innermost first) agree when every frame that is a caller in both has the same code
-// and the same line. Only the innermost frame may differ: it runs, and a leaf that is called very
-// often (a sort key, a callback) appears and disappears between any two reads.
+// Two walks (innermost first) agree when, from the root up to the depth of the shorter one, they
+// saw the same code in every frame and the same line in every frame that is a caller in both.
+// Above that the stacks may differ: the thread runs on, and a leaf called very often (a sort key,
+// deep recursion) comes and goes between any two reads. A caller read before a call or return and
+// its callee read after it shows up as a caller line that the other walk contradicts.
 bool same_callers(const std::vector<PyFrame>& a, const std::vector<PyFrame>& b) {
     std::size_t shorter = std::min(a.size(), b.size());
-    if (std::max(a.size(), b.size()) - shorter > 1) return false;
     std::size_t a_root = a.size() - 1;
     std::size_t b_root = b.size() - 1;
     for (std::size_t depth = 0; depth < shorter; ++depth) {

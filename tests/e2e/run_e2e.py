@@ -266,6 +266,52 @@ def test_stop(pysample, python, tmp):
         check(samples >= 30, "only %d samples written when the target exited" % samples)
 
 
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def run_checker(command):
+    """Runs one format's checker (a viewer in headless Chromium, or Python's own pstats)."""
+    started = time.time()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    sys.stdout.write("$ %s  -> exit %d in %.1fs\n%s%s" % (" ".join(command), result.returncode,
+                                                          time.time() - started, result.stdout, result.stderr))
+    check(result.returncode == 0, "%s failed" % os.path.basename(command[1]))
+
+
+def test_formats(pysample, python, tmp):
+    """One recording written in every format at once (each -o picks its format by suffix), then each
+    file opened where people open it."""
+    base = os.path.join(tmp, "split")
+    files = {
+        "flamegraph": base + ".svg",
+        "collapsed": base + ".txt",
+        "speedscope": base + ".speedscope.json",
+        "pstats": base + ".pstats",
+        "text": base + ".prof.txt",
+        "chrome": base + ".json",
+    }
+    with Workload(python, "split.py", 30) as workload:
+        args = ["record", "--pid", str(workload.pid), "--duration", "3", "--sort", "cumtime"]
+        for path in files.values():
+            args += ["-o", path]
+        result = run_pysample(pysample, args)
+        check(result.returncode == 0, "record failed with %d" % result.returncode)
+        path = workload.path
+    for name, out in files.items():
+        check(os.path.getsize(out) > 0, "%s output %s is empty" % (name, out))
+        check("wrote %s (%s)" % (out, name) in result.stderr, "summary does not list %s" % out)
+    check_split(parse_collapsed(files["collapsed"]), path)
+    names = ["main", "work_30", "work_70"]
+    browser = os.path.join(ROOT, "tests", "browser")
+    run_checker(["node", os.path.join(browser, "flamegraph.mjs"), files["flamegraph"]] + names)
+    run_checker(["node", os.path.join(browser, "speedscope.mjs"), files["speedscope"]] + names)
+    run_checker([SYSTEM_PYTHON, os.path.join(HERE, "check_pstats.py"), files["pstats"], files["text"],
+                 "--slowest", "work_70", "--main", "main", "--caller", "main:work_30", "--caller", "main:work_70",
+                 "--sort", "cumtime"])
+    run_checker([SYSTEM_PYTHON, os.path.join(HERE, "check_chrome.py"), files["chrome"]] + names)
+
+
 def test_errors(pysample, _python, tmp):
     # A pid that does not exist: the highest pid plus one is free at this instant.
     with open("/proc/sys/kernel/pid_max") as f:
@@ -308,6 +354,11 @@ def test_errors(pysample, _python, tmp):
 
     result = run_pysample(pysample, ["record", "--pid", "1", "--format", "bogus"])
     check(result.returncode == 2, "bad format: exit %d, expected 2" % result.returncode)
+    result = run_pysample(pysample, ["record", "--pid", "1", "-o", "a.svg", "-o", "profile.bin"])
+    check(result.returncode == 2 and "profile.bin" in result.stderr and "--format" in result.stderr,
+          "unknown suffix: exit %d, %r" % (result.returncode, result.stderr))
+    result = run_pysample(pysample, ["record", "--pid", "1", "--sort", "bogus"])
+    check(result.returncode == 2 and "--sort" in result.stderr, "bad sort key: %r" % result.stderr)
     result = run_pysample(pysample, ["record", "-f", "collapsed", "-o", os.path.join(tmp, "x.txt"), "--",
                                      "/nonexistent/program"])
     check(result.returncode == 2 and "cannot run" in result.stderr, "missing program: %r" % result.stderr)

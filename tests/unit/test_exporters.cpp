@@ -93,13 +93,56 @@ TEST_CASE("flamegraph SVG escapes names from the target") {
     write_flamegraph(profile, {}, out);
     std::string svg = out.str();
     CHECK(svg.find("&lt;lambda&gt;&amp;&quot;&apos;&lt;/script&gt;") != std::string::npos);
-    CHECK(svg.find("</script>") == std::string::npos);
+    // Only the SVG's own script element closes; the name's "</script>" is text.
+    CHECK(svg.find("</script>") == svg.rfind("</script>"));
     CHECK(svg.find("<svg") != std::string::npos);
 }
 
 TEST_CASE("formats parse by name and pick extensions") {
+    CHECK(format_for_path("x.speedscope.json") == Format::Speedscope);
+    CHECK(format_for_path("x.json") == Format::Chrome);
+    CHECK(format_for_path("x.prof.txt") == Format::Text);
+    CHECK(format_for_path("x.txt") == Format::Collapsed);
+    CHECK(format_for_path("x.prof") == Format::Pstats);
+    CHECK_FALSE(format_for_path("x.bin"));
     CHECK(parse_format("collapsed") == Format::Collapsed);
     CHECK(parse_format("flamegraph") == Format::Flamegraph);
     CHECK_FALSE(parse_format("bogus"));
     CHECK(default_extension(Format::Flamegraph) == ".svg");
+}
+
+TEST_CASE("the timeline records each timed sample against its stack id, in order") {
+    Profile profile;
+    auto t1 = profile.intern_thread({1, "a"});
+    auto t2 = profile.intern_thread({2, "b"});
+    std::vector<FrameId> f{profile.intern({"f", "x.py", 3, 1})};
+    std::vector<FrameId> g{profile.intern({"g", "x.py", 9, 8})};
+    auto first = profile.add_at(100, t1, f);
+    auto second = profile.add_at(100, t2, g);
+    auto again = profile.add_at(200, t1, f);
+    CHECK(first == again);
+    CHECK(first != second);
+    REQUIRE(profile.timeline().size() == 3);
+    CHECK(profile.timeline()[1].time_us == 100);
+    CHECK(profile.timeline()[1].stack == second);
+    CHECK(profile.stacks()[first].count == 2);
+    CHECK(profile.stacks()[second].thread == t2);
+    CHECK(profile.timeline_complete());
+    CHECK(profile.frame(g[0]).first_line == 8);
+}
+
+TEST_CASE("the timeline stops at its bound and says so, while counts stay exact") {
+    Profile profile(100, 2);
+    auto t = profile.intern_thread({1, ""});
+    std::vector<FrameId> f{profile.intern({"f", "x.py", 3, 1})};
+    for (std::uint64_t i = 0; i < 5; ++i) profile.add_at(i * 10, t, f);
+    CHECK(profile.timeline().size() == 2);
+    CHECK_FALSE(profile.timeline_complete());
+    CHECK(profile.total_count() == 5);
+}
+
+TEST_CASE("the interval follows the rate") {
+    RunInfo info;
+    info.rate_hz = 250;
+    CHECK(info.interval_s() == doctest::Approx(0.004));
 }

@@ -10,22 +10,40 @@
 
 namespace pysample::exporters {
 
-enum class Format { Collapsed, Flamegraph, Speedscope, Pstats, Text };
+enum class Format { Collapsed, Flamegraph, Speedscope, Pstats, Text, Chrome };
 
 std::optional<Format> parse_format(std::string_view name);
 std::string_view format_name(Format format);
 std::string_view default_extension(Format format);
-// Formats this build can write; the others are named by parse_format but refused with a clear message.
-bool format_available(Format format);
+// The format a file name's suffix asks for (.svg, .speedscope.json, .json, .pstats/.prof, .txt...).
+std::optional<Format> format_for_path(std::string_view path);
+// "collapsed|flamegraph|..." for help texts.
+std::string format_names();
+
+enum class SortKey { Tottime, Cumtime, Ncalls, Name };
+std::optional<SortKey> parse_sort_key(std::string_view name);
 
 struct WriteOptions {
     bool thread_roots = false;  // put "thread <id> (<name>)" as the root frame
     bool line_numbers = true;
+    bool reverse = false;             // flamegraph: icicle graph (root on top) instead of root at the bottom
+    SortKey sort = SortKey::Tottime;  // text
+    std::size_t top = 0;              // text: number of rows, 0 = all
+    std::string version = "";         // pysample's version, for formats that record their exporter
 };
 
 // Folded stacks: "root;child;leaf count" per line, frames as "function (file:line)".
 void write_collapsed(const Profile& profile, const WriteOptions& options, std::ostream& out);
+// Self-contained interactive SVG (hover, zoom, search), no network access.
 void write_flamegraph(const Profile& profile, const WriteOptions& options, std::ostream& out);
+// speedscope's file format: one sampled profile per thread, weights in seconds.
+void write_speedscope(const Profile& profile, const WriteOptions& options, std::ostream& out);
+// The marshalled stats dict that pstats.Stats(path) loads.
+void write_pstats(const Profile& profile, const WriteOptions& options, std::ostream& out);
+// cProfile's printed table.
+void write_text(const Profile& profile, const WriteOptions& options, std::ostream& out);
+// Chrome/Perfetto trace events: one track per thread, one slice per contiguous run of a frame.
+void write_chrome(const Profile& profile, const WriteOptions& options, std::ostream& out);
 
 void write_profile(Format format, const Profile& profile, const WriteOptions& options, std::ostream& out);
 

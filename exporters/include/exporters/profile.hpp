@@ -12,7 +12,8 @@ namespace pysample::exporters {
 struct Frame {
     std::string function;
     std::string filename;
-    int line = 0;  // 0 when unknown or not recorded (--nolineno)
+    int line = 0;        // 0 when unknown or not recorded (--nolineno)
+    int first_line = 0;  // where the function starts (co_firstlineno), 0 when unknown
 
     bool operator==(const Frame&) const = default;
 };
@@ -36,6 +37,14 @@ struct StackCount {
     std::uint64_t count = 0;
 };
 
+using StackId = std::uint32_t;
+
+// When one sample of one thread was taken, in order: the timeline that trace formats need.
+struct TimedSample {
+    std::uint64_t time_us = 0;  // since the start of the run
+    StackId stack = 0;          // index into Profile::stacks()
+};
+
 struct RunInfo {
     int pid = 0;
     std::string command_line;
@@ -45,24 +54,33 @@ struct RunInfo {
     std::uint64_t samples = 0;  // sampling ticks taken
     std::uint64_t errors = 0;   // ticks with a failed read or a rejected stack
     std::string start_time;     // ISO 8601
+
+    // Seconds one sample stands for.
+    double interval_s() const { return rate_hz > 0 ? 1.0 / rate_hz : 0.0; }
 };
 
 // The aggregated profile every exporter reads. Frames and threads are interned; stacks are kept
 // once each with a count, so memory grows with distinct stacks, not with samples. Past
 // `max_stacks` distinct stacks, new ones are counted under a single "[other stacks]" frame so
-// totals stay exact.
+// totals stay exact. The timeline keeps one small entry per sample up to `max_timeline` entries
+// (then stops, saying so), for formats that show time order.
 class Profile {
 public:
-    explicit Profile(std::size_t max_stacks = 1'000'000);
+    explicit Profile(std::size_t max_stacks = 1'000'000, std::size_t max_timeline = 20'000'000);
 
     FrameId intern(const Frame& frame);
     std::uint32_t intern_thread(const ThreadInfo& thread);
-    void add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count = 1);
+    // Adds `count` samples of this stack; with a time, also records them on the timeline.
+    StackId add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count = 1);
+    StackId add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first);
 
     const Frame& frame(FrameId id) const { return frames_[id]; }
     const std::vector<Frame>& frames() const { return frames_; }
     const std::vector<ThreadInfo>& threads() const { return threads_; }
-    std::vector<StackCount> stacks() const;
+    // Unique stacks, indexed by StackId, in order of first appearance.
+    const std::vector<StackCount>& stacks() const { return stacks_; }
+    const std::vector<TimedSample>& timeline() const { return timeline_; }
+    bool timeline_complete() const { return timeline_complete_; }
     std::uint64_t total_count() const { return total_; }
     std::size_t distinct_stacks() const { return stacks_.size(); }
 
@@ -79,10 +97,14 @@ private:
     };
 
     std::size_t max_stacks_;
+    std::size_t max_timeline_;
     std::vector<Frame> frames_;
     std::unordered_map<Frame, FrameId, FrameHash> frame_ids_;
     std::vector<ThreadInfo> threads_;
-    std::unordered_map<StackKey, std::uint64_t, StackKeyHash> stacks_;
+    std::vector<StackCount> stacks_;
+    std::unordered_map<StackKey, StackId, StackKeyHash> stack_ids_;
+    std::vector<TimedSample> timeline_;
+    bool timeline_complete_ = true;
     std::uint64_t total_ = 0;
 };
 
