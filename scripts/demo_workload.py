@@ -1,4 +1,5 @@
 # A small program to profile: a recursive fibonacci, some string work and a sort.
+import sys
 import time
 
 
@@ -22,4 +23,4 @@ def main(seconds=3.0):
 
 
 if __name__ == "__main__":
-    main()
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)

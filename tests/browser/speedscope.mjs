@@ -4,11 +4,12 @@
 // table with the share of time the file gives it.
 //
 //   node tests/browser/speedscope.mjs FILE.speedscope.json NAME [NAME...]
+//   node tests/browser/speedscope.mjs FILE.txt NAME [NAME...]     (collapsed/folded stacks)
 //
 // A NAME matches a frame named NAME or ending in ".NAME" (a method's qualified name). With
 // SPEEDSCOPE_SCREENSHOT=path.png, a screenshot of the busiest thread's time-order view is saved.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Ajv from 'ajv';
 import { CheckFailed, check, launchChromium, main, passed } from './common.mjs';
@@ -19,8 +20,38 @@ const ROW_HEIGHT = 20;  // pixels per frame row in speedscope's flame charts
 const MIN_SAMPLE_WIDTH = 6;  // pixels, so that hovering its centre cannot land on a neighbour
 const WEIGHT_TOLERANCE = 1e-9;
 
+// Frames are named "function" in speedscope files and "function (file:line)" in folded stacks.
 function matches(frameName, wanted) {
-  return frameName === wanted || frameName.endsWith('.' + wanted);
+  const name = frameName.replace(/ \([^()]*\)$/, '');
+  return name === wanted || name.endsWith('.' + wanted);
+}
+
+// Folded stacks ("a (f.py:1);b (f.py:2) 12" per line) as the model speedscope builds from them:
+// one profile in file order, frames named by their whole text, weights in samples.
+function readFolded(file) {
+  const frames = [];
+  const index = new Map();
+  const samples = [];
+  const weights = [];
+  const lines = readFileSync(file, 'utf8').split('\n').filter((line) => line.length > 0);
+  for (const line of lines) {
+    const match = /^(.*) (\d+)$/.exec(line);
+    check(match, `not a folded-stack line: ${JSON.stringify(line)}`);
+    samples.push(match[1].split(';').map((name) => {
+      if (!index.has(name)) {
+        index.set(name, frames.length);
+        frames.push({ name });
+      }
+      return index.get(name);
+    }));
+    weights.push(Number(match[2]));
+  }
+  check(samples.length > 0, `${file} has no stacks`);
+  const total = weights.reduce((a, b) => a + b, 0);
+  const name = basename(file);
+  passed(`${samples.length} folded stacks, ${frames.length} distinct frames, ${total} samples`);
+  return { name, shared: { frames },
+    profiles: [{ type: 'sampled', name, unit: 'none', startValue: 0, endValue: total, samples, weights }] };
 }
 
 function checkSchema(data) {
@@ -209,6 +240,10 @@ async function openSearch(page) {
   throw new CheckFailed('Ctrl-F does not open speedscope\'s search box');
 }
 
+function describeRow(name, file) {
+  return file ? `${name} ${file}` : name;
+}
+
 // Searching the sandwich table for a name must list each frame of that name with the share of the
 // thread's time the file gives it.
 async function checkSandwichRows(page, data, profile, name) {
@@ -217,21 +252,24 @@ async function checkSandwichRows(page, data, profile, name) {
   const expected = [...totals].filter(([i]) => matches(data.shared.frames[i].name, name))
     .map(([i, total]) => {
       const frame = data.shared.frames[i];
-      return `${frame.name} ${frame.file} ${formatPercent(100 * total / all)}`;
+      return `${describeRow(frame.name, frame.file)} ${formatPercent(100 * total / all)}`;
     }).sort();
   await pressUntil(page, '3', showsText('Symbol Name'), 'the sandwich table');
   await openSearch(page);
   // Filled rather than typed: keys sent before the box has focus would reach speedscope's shortcuts.
   await page.locator('input:visible').fill(name);
-  const readRows = () => page.$$eval('td[title]', (cells) => cells.map((cell) => {
-    const total = cell.parentElement.querySelector('td').textContent;
-    const percent = (/\(([^)]*)\)/.exec(total) || [])[1];
-    return { name: cell.textContent, file: cell.title, percent };
-  }));
+  // Each row: total, self, then the symbol cell, whose title is the file when the frame has one.
+  const readRows = () => page.$$eval('tr', (rows) => rows.filter((row) => row.querySelectorAll('td').length >= 3)
+    .map((row) => {
+      const cells = row.querySelectorAll('td');
+      const symbol = cells[cells.length - 1];
+      const percent = (/\(([^)]*)\)/.exec(cells[0].textContent) || [])[1];
+      return { name: symbol.textContent, file: symbol.title, percent };
+    }));
   let shown = [];
   for (let attempt = 0; attempt < 50; ++attempt) {
     shown = (await readRows()).filter((row) => matches(row.name, name))
-      .map((row) => `${row.name} ${row.file} ${row.percent}`).sort();
+      .map((row) => `${describeRow(row.name, row.file)} ${row.percent}`).sort();
     if (JSON.stringify(shown) === JSON.stringify(expected)) break;
     await page.waitForTimeout(100);
   }
@@ -254,12 +292,16 @@ function usesName(data, profile, name) {
 async function run(file, names) {
   check(existsSync(file), `${file} does not exist`);
   let data;
-  try {
-    data = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new CheckFailed(`${file} is not JSON: ${error.message}`);
+  if (file.endsWith('.json')) {
+    try {
+      data = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new CheckFailed(`${file} is not JSON: ${error.message}`);
+    }
+    checkSchema(data);
+  } else {
+    data = readFolded(file);
   }
-  checkSchema(data);
   checkConsistency(data);
   checkNamesInFrames(data, names);
 
@@ -311,4 +353,4 @@ async function run(file, names) {
   }
 }
 
-await main('node speedscope.mjs FILE.speedscope.json NAME [NAME...]', run);
+await main('node speedscope.mjs FILE.speedscope.json|FILE.txt (folded stacks) NAME [NAME...]', run);

@@ -306,6 +306,8 @@ def test_formats(pysample, python, tmp):
     browser = os.path.join(ROOT, "tests", "browser")
     run_checker(["node", os.path.join(browser, "flamegraph.mjs"), files["flamegraph"]] + names)
     run_checker(["node", os.path.join(browser, "speedscope.mjs"), files["speedscope"]] + names)
+    # speedscope also imports folded stacks, the collapsed format's other viewers' input.
+    run_checker(["node", os.path.join(browser, "speedscope.mjs"), files["collapsed"]] + names)
     run_checker([SYSTEM_PYTHON, os.path.join(HERE, "check_pstats.py"), files["pstats"], files["text"],
                  "--slowest", "work_70", "--main", "main", "--caller", "main:work_30", "--caller", "main:work_70",
                  "--sort", "cumtime"])
