@@ -298,6 +298,10 @@ def test_formats(pysample, python, tmp):
         result = run_pysample(pysample, args)
         check(result.returncode == 0, "record failed with %d" % result.returncode)
         path = workload.path
+        icicle = base + "-reverse.svg"
+        reverse = run_pysample(pysample, ["record", "--pid", str(workload.pid), "--duration", "1", "--reverse",
+                                          "-o", icicle])
+        check(reverse.returncode == 0, "record --reverse failed with %d" % reverse.returncode)
     for name, out in files.items():
         check(os.path.getsize(out) > 0, "%s output %s is empty" % (name, out))
         check("wrote %s (%s)" % (out, name) in result.stderr, "summary does not list %s" % out)
@@ -305,6 +309,7 @@ def test_formats(pysample, python, tmp):
     names = ["main", "work_30", "work_70"]
     browser = os.path.join(ROOT, "tests", "browser")
     run_checker(["node", os.path.join(browser, "flamegraph.mjs"), files["flamegraph"]] + names)
+    run_checker(["node", os.path.join(browser, "flamegraph.mjs"), icicle] + names)
     run_checker(["node", os.path.join(browser, "speedscope.mjs"), files["speedscope"]] + names)
     # speedscope also imports folded stacks, the collapsed format's other viewers' input.
     run_checker(["node", os.path.join(browser, "speedscope.mjs"), files["collapsed"]] + names)
