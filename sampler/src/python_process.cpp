@@ -84,6 +84,14 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
     attach::check_process(pid);
     auto maps = attach::read_maps(pid);
     auto binary = find_interpreter_binary(maps);
+    if (!binary && !stripped_binary_.empty()) {
+        // A Python this build cannot read, rather than no Python: launch mode must not wait for it.
+        throw Error(ErrorKind::UnsupportedVersion,
+                    "process " + std::to_string(pid) + " runs Python from " + stripped_binary_ +
+                        ", which has neither _PyRuntime (Python 3.7+) nor the symbol table entry interp_head "
+                        "(Python 2.7, 3.6): the binary is stripped; install its debug symbols or use an "
+                        "unstripped build (e.g. pyenv's)");
+    }
     if (!binary) {
         throw Error(ErrorKind::NotPython, "process " + std::to_string(pid) + " (" + attach::read_exe_path(pid) +
                                               ") is not a Python process: no python binary or libpython "
@@ -96,13 +104,34 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
         throw Error(ErrorKind::UnsupportedVersion,
                     "process " + std::to_string(pid) + " runs Python " + version_.to_string() + " (found by " +
                         version_.source + " in " + binary_path_ +
-                        "), which this build of pysample cannot read; supported: 3.8 to 3.13");
+                        "), which this build of pysample cannot read; supported: 2.7 and 3.6 to 3.13");
     }
     layout_ = *layout;
-    runtime_address_ = binary->bias + *binary->elf->symbol("_PyRuntime");
+    if (layout_.runtime_interpreters_head >= 0) {
+        auto runtime = binary->elf->symbol("_PyRuntime");
+        if (!runtime) {
+            throw Error(ErrorKind::UnsupportedVersion,
+                        "process " + std::to_string(pid) + ": " + binary_path_ + " looks like Python " +
+                            version_.to_string() + " (found by " + version_.source +
+                            ") but has no _PyRuntime symbol; if the version is wrong, pass --python-version X.Y");
+        }
+        runtime_address_ = binary->bias + *runtime;
+        interpreter_head_address_ = runtime_address_ + static_cast<std::uint64_t>(layout_.runtime_interpreters_head);
+    } else {
+        auto head = binary->elf->symbol("interp_head");
+        if (!head) {
+            throw Error(ErrorKind::UnsupportedVersion,
+                        "process " + std::to_string(pid) + ": Python " + version_.to_string() + " (found by " +
+                            version_.source + " in " + binary_path_ +
+                            ") keeps its interpreter list in the static interp_head, which is not in the "
+                            "binary's symbol table: the binary is stripped, or the version is wrong (pass "
+                            "--python-version X.Y)");
+        }
+        interpreter_head_address_ = binary->bias + *head;
+    }
     if (auto code_type = binary->elf->symbol("PyCode_Type")) code_type_address_ = binary->bias + *code_type;
-    spdlog::debug("pid {}: Python {} ({}) in {}, _PyRuntime at {:#x}, PyCode_Type at {:#x}", pid, version_.to_string(),
-                  version_.source, binary_path_, runtime_address_, code_type_address_);
+    spdlog::debug("pid {}: Python {} ({}) in {}, interpreter list head at {:#x}, PyCode_Type at {:#x}", pid,
+                  version_.to_string(), version_.source, binary_path_, interpreter_head_address_, code_type_address_);
 }
 
 // libpython is preferred over the executable that links it: the runtime lives in the library.
@@ -118,7 +147,10 @@ std::optional<PythonProcess::Candidate> PythonProcess::find_interpreter_binary(
     for (const auto& [path, mapping] : lowest) {
         try {
             auto elf = std::make_unique<symbolize::ElfFile>(attach::path_in_root(pid_, path));
-            if (!elf->symbol("_PyRuntime")) continue;
+            if (!defines_runtime(*elf)) {
+                if (defines_python_api(*elf)) stripped_binary_ = path;
+                continue;
+            }
             Candidate candidate{path, std::move(elf), 0};
             candidate.bias = candidate.elf->load_bias(*mapping);
             bool is_library = basename_of(path).rfind("libpython", 0) == 0;
@@ -128,6 +160,14 @@ std::optional<PythonProcess::Candidate> PythonProcess::find_interpreter_binary(
         }
     }
     return chosen;
+}
+
+bool PythonProcess::defines_runtime(const symbolize::ElfFile& elf) {
+    return elf.symbol("_PyRuntime").has_value() || elf.symbol("interp_head").has_value();
+}
+
+bool PythonProcess::defines_python_api(const symbolize::ElfFile& elf) {
+    return elf.symbol("Py_Initialize").has_value() && elf.symbol("PyThreadState_Get").has_value();
 }
 
 PythonVersion PythonProcess::detect_version(const Candidate& binary) {
@@ -173,12 +213,13 @@ symbolize::CodeObjectLayout PythonProcess::code_layout() const {
     code.bytes_data = layout_.bytes_data;
     code.format = symbolize::line_table_format(version_.major, version_.minor);
     code.signed_lnotab = version_.major > 3 || (version_.major == 3 && version_.minor >= 6);
+    code.strings = version_.major < 3 ? symbolize::StringKind::Bytes : symbolize::StringKind::Unicode;
     return code;
 }
 
 std::uint64_t PythonProcess::interpreter_head(attach::Memory& memory) const {
     std::uint64_t head = 0;
-    memory.read_value(runtime_address_ + static_cast<std::uint64_t>(layout_.runtime_interpreters_head), head);
+    memory.read_value(interpreter_head_address_, head);
     return head;
 }
 

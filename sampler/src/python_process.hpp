@@ -43,7 +43,11 @@ public:
     const PythonLayout& layout() const { return layout_; }
     const std::string& binary_path() const { return binary_path_; }
     attach::ProcessMemory& memory() { return memory_; }
+    // _PyRuntime (3.7+), 0 before 3.7.
     std::uint64_t runtime_address() const { return runtime_address_; }
+    // Where the pointer to the first interpreter lives: _PyRuntime.interpreters.head (3.7+) or
+    // pystate.c's static interp_head (2.7, 3.6, found in .symtab).
+    std::uint64_t interpreter_head_address() const { return interpreter_head_address_; }
     std::uint64_t code_type_address() const { return code_type_address_; }
     symbolize::CodeObjectLayout code_layout() const;
     // Address of the first interpreter, 0 while the runtime is not initialised yet.
@@ -55,6 +59,11 @@ private:
         std::unique_ptr<symbolize::ElfFile> elf;
         std::uint64_t bias = 0;
     };
+    // A binary defines the interpreter runtime when it has _PyRuntime (3.7+) or interp_head (a
+    // local symbol before 3.7, so only in an unstripped .symtab).
+    static bool defines_runtime(const symbolize::ElfFile& elf);
+    // Defines the C API (Py_Initialize) without either symbol above: a stripped pre-3.7 build.
+    static bool defines_python_api(const symbolize::ElfFile& elf);
     std::optional<Candidate> find_interpreter_binary(const std::vector<attach::MapEntry>& maps);
     PythonVersion detect_version(const Candidate& binary);
 
@@ -64,6 +73,8 @@ private:
     PythonLayout layout_{};
     std::string binary_path_;
     std::uint64_t runtime_address_ = 0;
+    std::uint64_t interpreter_head_address_ = 0;
+    std::string stripped_binary_;  // a Python binary passed over for lacking the runtime symbols
     std::uint64_t code_type_address_ = 0;
 };
 

@@ -82,6 +82,20 @@ std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObject
     return out;
 }
 
+std::optional<std::string> read_byte_string(attach::Memory& memory, const CodeObjectLayout& layout,
+                                            std::uint64_t address, std::size_t max_chars) {
+    std::int64_t size = 0;
+    if (address == 0 || !memory.read_value(address + static_cast<std::uint64_t>(layout.bytes_size), size) || size < 0 ||
+        size > (std::int64_t{1} << 30)) {
+        return std::nullopt;
+    }
+    std::string out(std::min(static_cast<std::size_t>(size), max_chars), '\0');
+    if (!memory.read(address + static_cast<std::uint64_t>(layout.bytes_data), out.data(), out.size())) {
+        return std::nullopt;
+    }
+    return out;
+}
+
 CodeCache::CodeCache(attach::Memory& memory, CodeObjectLayout layout, std::uint64_t code_type_address,
                      std::size_t max_entries)
     : memory_(memory), layout_(layout), code_type_address_(code_type_address), max_entries_(max_entries) {}
@@ -123,8 +137,9 @@ const CodeInfo* CodeCache::lookup(std::uint64_t code_address) {
 std::unique_ptr<CodeInfo> CodeCache::load(std::uint64_t fingerprint) {
     auto info = std::make_unique<CodeInfo>();
     std::int64_t name_field = layout_.qualname >= 0 ? layout_.qualname : layout_.name;
-    auto function = read_unicode(memory_, layout_, attach::field_at<std::uint64_t>(raw_, name_field));
-    auto filename = read_unicode(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.filename));
+    auto read_string = layout_.strings == StringKind::Bytes ? read_byte_string : read_unicode;
+    auto function = read_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, name_field), 4096);
+    auto filename = read_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.filename), 4096);
     auto table = read_bytes_object(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.linetable));
     if (!function || !filename || !table) return nullptr;
     info->function = std::move(*function);

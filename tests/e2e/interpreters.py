@@ -9,7 +9,7 @@ import glob
 import os
 import subprocess
 
-SUPPORTED = [(3, minor) for minor in range(8, 14)]
+SUPPORTED = [(2, 7)] + [(3, minor) for minor in range(6, 14)]
 
 
 def version_of(path):

@@ -266,6 +266,38 @@ def test_stop(pysample, python, tmp):
         check(samples >= 30, "only %d samples written when the target exited" % samples)
 
 
+def test_stripped(pysample, python, tmp):
+    """Before 3.7 the interpreter list is found through the local symbol interp_head: with the
+    symbol table stripped from libpython, pysample says so in one line instead of waiting or
+    misreading."""
+    ldd = subprocess.run(["ldd", python], capture_output=True, text=True).stdout
+    match = re.search(r"(\S*libpython[\d.]+\w*\.so[.\d]*) => (\S+)", ldd)
+    check(match, "%s does not link a shared libpython:\n%s" % (python, ldd))
+    stripped = os.path.join(tmp, match.group(1))
+    subprocess.run(["strip", "--strip-all", "-o", stripped, match.group(2)], check=True)
+    env = dict(os.environ, LD_LIBRARY_PATH=tmp)
+    target = subprocess.Popen([python, "-c", "import sys, time; sys.stdout.write('ready\\n'); "
+                               "sys.stdout.flush(); time.sleep(30)"], stdout=subprocess.PIPE, env=env)
+    try:
+        check(target.stdout.readline().strip() == b"ready", "the target did not start")
+        with open("/proc/%d/maps" % target.pid) as maps:
+            check(stripped in maps.read(), "the target does not use the stripped %s" % stripped)
+        result = run_pysample(pysample, ["dump", "--pid", str(target.pid)])
+        check(result.returncode == 6, "stripped libpython: exit %d, expected 6" % result.returncode)
+        check(len(result.stderr.strip().splitlines()) == 1 and "stripped" in result.stderr
+              and "interp_head" in result.stderr, "stripped libpython: expected one clear line, got %r"
+              % result.stderr)
+    finally:
+        target.kill()
+        target.wait()
+    started = time.time()
+    result = subprocess.run([pysample, "record", "-o", os.path.join(tmp, "x.txt"), "--", python, "-c",
+                             "import time; time.sleep(20)"], capture_output=True, text=True, timeout=60, env=env)
+    check(result.returncode == 6 and "stripped" in result.stderr and time.time() - started < 10,
+          "launch mode with a stripped libpython: exit %d after %.1fs, %r" %
+          (result.returncode, time.time() - started, result.stderr))
+
+
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SYSTEM_PYTHON = "/usr/bin/python3"
 

@@ -10,26 +10,41 @@ namespace {
 // -1 (absent) or a field starting inside a structure of the given size.
 bool absent_or_inside(int64_t offset, int64_t size) { return offset == -1 || (offset >= 0 && offset < size); }
 
+struct Version {
+    int major;
+    int minor;
+    bool operator<(const Version& o) const { return major != o.major ? major < o.major : minor < o.minor; }
+    bool operator>=(const Version& o) const { return !(*this < o); }
+    bool operator<=(const Version& o) const { return !(o < *this); }
+};
+
+const Version kSupported[] = {{2, 7}, {3, 6}, {3, 7}, {3, 8}, {3, 9}, {3, 10}, {3, 11}, {3, 12}, {3, 13}};
+
 }  // namespace
 
-TEST_CASE("layouts exist for CPython 3.8 to 3.13 and nothing else known") {
-    for (int minor = 8; minor <= 13; ++minor) {
+TEST_CASE("layouts exist for CPython 2.7 and 3.6 to 3.13 and nothing else known") {
+    for (const auto [major, minor] : kSupported) {
+        CAPTURE(major);
         CAPTURE(minor);
-        const auto layout = find_layout(3, minor);
+        const auto layout = find_layout(major, minor);
         REQUIRE(layout.has_value());
-        CHECK(layout->major == 3);
+        CHECK(layout->major == major);
         CHECK(layout->minor == minor);
     }
     CHECK_FALSE(find_layout(2, 6).has_value());
+    CHECK_FALSE(find_layout(3, 5).has_value());
+    CHECK_FALSE(find_layout(3, 0).has_value());
     CHECK_FALSE(find_layout(3, 99).has_value());
     CHECK_FALSE(find_layout(4, 0).has_value());
 }
 
 TEST_CASE("frame objects up to 3.10, interpreter frames from 3.11") {
-    for (int minor = 8; minor <= 13; ++minor) {
+    for (const auto [major, minor] : kSupported) {
+        CAPTURE(major);
         CAPTURE(minor);
-        const PythonLayout l = find_layout(3, minor).value();
-        if (minor <= 10) {
+        const Version v{major, minor};
+        const PythonLayout l = find_layout(major, minor).value();
+        if (v <= Version{3, 10}) {
             CHECK(l.frame_size > 0);
             CHECK(l.frame_back > 0);
             CHECK(l.frame_code > 0);
@@ -59,17 +74,21 @@ TEST_CASE("frame objects up to 3.10, interpreter frames from 3.11") {
             CHECK(l.code_adaptive < l.code_size);
             CHECK(l.code_firsttraceable > 0);
         }
-        CHECK((l.iframe_is_entry >= 0) == (minor == 11));
-        CHECK((l.owner_cstack == 3) == (minor >= 12));
-        CHECK((l.tstate_native_thread_id > 0) == (minor >= 11));
-        CHECK((l.cframe_current_frame >= 0) == (minor == 11 || minor == 12));
+        CHECK((l.iframe_is_entry >= 0) == (major == 3 && minor == 11));
+        CHECK((l.owner_cstack == 3) == (v >= Version{3, 12}));
+        CHECK((l.tstate_native_thread_id > 0) == (v >= Version{3, 11}));
+        CHECK((l.cframe_current_frame >= 0) == (major == 3 && (minor == 11 || minor == 12)));
+        // _PyRuntime (and interpreter ids) from 3.7; before, the list starts at the static interp_head.
+        CHECK((l.runtime_interpreters_head >= 0) == (v >= Version{3, 7}));
+        CHECK((l.interp_id >= 0) == (v >= Version{3, 7}));
     }
 }
 
 TEST_CASE("every present offset lies inside its structure") {
-    for (int minor = 8; minor <= 13; ++minor) {
+    for (const auto [major, minor] : kSupported) {
+        CAPTURE(major);
         CAPTURE(minor);
-        const PythonLayout l = find_layout(3, minor).value();
+        const PythonLayout l = find_layout(major, minor).value();
         for (const int64_t off :
              {l.tstate_next, l.tstate_interp, l.tstate_frame, l.tstate_thread_id, l.tstate_native_thread_id}) {
             CHECK(absent_or_inside(off, l.tstate_size));
@@ -85,22 +104,39 @@ TEST_CASE("every present offset lies inside its structure") {
                                   l.code_firsttraceable}) {
             CHECK(absent_or_inside(off, l.code_size));
         }
-        CHECK(l.unicode_length < l.unicode_ascii_data);
-        CHECK(l.unicode_state < l.unicode_ascii_data);
-        CHECK(l.unicode_ascii_data < l.unicode_compact_data);
+        if (major == 2) {
+            // Python 2 names are PyStringObjects, read through the bytes offsets.
+            CHECK(l.unicode_length == -1);
+            CHECK(l.unicode_state == -1);
+            CHECK(l.unicode_ascii_data == -1);
+            CHECK(l.unicode_compact_data == -1);
+        } else {
+            CHECK(l.unicode_length < l.unicode_ascii_data);
+            CHECK(l.unicode_state < l.unicode_ascii_data);
+            CHECK(l.unicode_ascii_data < l.unicode_compact_data);
+        }
     }
 }
 
 TEST_CASE("offsets that are stable across versions on 64-bit") {
-    for (int minor = 8; minor <= 13; ++minor) {
+    for (const auto [major, minor] : kSupported) {
+        CAPTURE(major);
         CAPTURE(minor);
-        const PythonLayout l = find_layout(3, minor).value();
+        const PythonLayout l = find_layout(major, minor).value();
         // PyObject_VAR_HEAD is ob_refcnt, ob_type, ob_size.
         CHECK(l.bytes_size == 16);
-        CHECK(l.bytes_data == 32);
-        CHECK(l.unicode_length == 16);
-        CHECK(l.tstate_next == 8);
-        CHECK(l.tstate_interp == 16);
+        if (major == 2) {
+            // PyStringObject: ob_size, long ob_shash, int ob_sstate, char ob_sval[].
+            CHECK(l.bytes_data == 36);
+            // PyThreadState has no prev pointer yet.
+            CHECK(l.tstate_next == 0);
+            CHECK(l.tstate_interp == 8);
+        } else {
+            CHECK(l.bytes_data == 32);
+            CHECK(l.unicode_length == 16);
+            CHECK(l.tstate_next == 8);
+            CHECK(l.tstate_interp == 16);
+        }
     }
     // PyASCIIObject lost its wstr pointer in 3.12.
     CHECK(find_layout(3, 11)->unicode_ascii_data == 48);
@@ -108,6 +144,27 @@ TEST_CASE("offsets that are stable across versions on 64-bit") {
 }
 
 TEST_CASE("known per-version offsets") {
+    const PythonLayout py27 = find_layout(2, 7).value();
+    CHECK(py27.tstate_frame == 16);
+    CHECK(py27.interp_threads_head == 8);
+    CHECK(py27.frame_lasti == 120);
+    CHECK(py27.code_filename == 80);
+    CHECK(py27.code_name == 88);
+    CHECK(py27.code_firstlineno == 96);
+    CHECK(py27.code_linetable == 104);
+
+    const PythonLayout py36 = find_layout(3, 6).value();
+    CHECK(py36.tstate_frame == 24);
+    CHECK(py36.frame_lasti == 120);
+    CHECK(py36.code_firstlineno == 36);
+    CHECK(py36.runtime_interpreters_head == -1);
+
+    const PythonLayout py37 = find_layout(3, 7).value();
+    CHECK(py37.runtime_interpreters_head == 24);
+    CHECK(py37.interp_id == 16);
+    CHECK(py37.frame_lasti == 104);
+    CHECK(py37.code_linetable == 112);
+
     const PythonLayout py38 = find_layout(3, 8).value();
     CHECK(py38.tstate_frame == 24);
     CHECK(py38.interp_threads_head == 8);

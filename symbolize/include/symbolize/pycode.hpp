@@ -15,6 +15,10 @@ class Memory;
 
 namespace pysample::symbolize {
 
+// How co_name and co_filename are stored: PEP 393 str objects (3.3+), or Python 2's
+// PyStringObject, a byte string laid out like bytes (bytes_size, bytes_data).
+enum class StringKind { Unicode, Bytes };
+
 // Where a version keeps the code-object and string fields needed to name a frame. Offsets of -1
 // are fields the version does not have.
 struct CodeObjectLayout {
@@ -33,6 +37,7 @@ struct CodeObjectLayout {
     std::int64_t bytes_data = -1;
     LineTableFormat format = LineTableFormat::LocationTable311;
     bool signed_lnotab = true;
+    StringKind strings = StringKind::Unicode;
 };
 
 struct CodeInfo {
@@ -54,6 +59,11 @@ struct CodeInfo {
 // Reads a str object of the target as UTF-8; nullopt when it does not look like a str.
 std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout, std::uint64_t address,
                                         std::size_t max_chars = 4096);
+
+// Reads a Python 2 str (PyStringObject) of the target, its bytes taken as UTF-8 (source files and
+// identifiers of Python 2 are ASCII or UTF-8); nullopt when its size is implausible.
+std::optional<std::string> read_byte_string(attach::Memory& memory, const CodeObjectLayout& layout,
+                                            std::uint64_t address, std::size_t max_chars = 4096);
 
 // Resolves code-object addresses to names and line tables, caching by address. Code objects are
 // immutable, but freed ones (module bodies after import, exec'd code) leave their address to new

@@ -4,7 +4,8 @@ import time
 
 
 def inner(seconds):
-    print("ready", flush=True)
+    sys.stdout.write("ready\n")  # print(..., flush=True) is Python 3 only
+    sys.stdout.flush()
     time.sleep(seconds)  # @sleep
 
 

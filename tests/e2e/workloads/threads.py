@@ -32,6 +32,7 @@ workers = [
 ]
 for worker in workers:
     worker.start()
-print("ready", flush=True)
+sys.stdout.write("ready\n")  # print(..., flush=True) is Python 3 only
+sys.stdout.flush()
 for worker in workers:
     worker.join()
