@@ -42,9 +42,10 @@ struct PythonLayout {
     int64_t iframe_code;   // f_code in 3.11/3.12, f_executable in 3.13
     int64_t iframe_instr;  // prev_instr in 3.11/3.12, instr_ptr in 3.13
     int64_t iframe_owner;
-    int64_t iframe_is_entry;  // 3.11 only
-    int64_t owner_generator;  // FRAME_OWNED_BY_GENERATOR
-    int64_t owner_cstack;     // FRAME_OWNED_BY_CSTACK (3.12+), -1 before
+    int64_t iframe_is_entry;    // 3.11 only
+    int64_t owner_generator;    // FRAME_OWNED_BY_GENERATOR
+    int64_t owner_cstack;       // FRAME_OWNED_BY_CSTACK (3.12 to 3.14), -1 otherwise
+    int64_t owner_interpreter;  // FRAME_OWNED_BY_INTERPRETER (3.14+: sentinel frames), -1 before
 
     // PyCodeObject
     int64_t code_size;

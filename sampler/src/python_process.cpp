@@ -104,7 +104,7 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
         throw Error(ErrorKind::UnsupportedVersion,
                     "process " + std::to_string(pid) + " runs Python " + version_.to_string() + " (found by " +
                         version_.source + " in " + binary_path_ +
-                        "), which this build of pysample cannot read; supported: 2.7 and 3.6 to 3.13");
+                        "), which this build of pysample cannot read; supported: 2.7 and 3.6 to 3.15");
     }
     layout_ = *layout;
     if (layout_.runtime_interpreters_head >= 0) {

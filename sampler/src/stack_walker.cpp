@@ -45,7 +45,12 @@ std::string_view describe(WalkResult result) {
 
 StackWalker::StackWalker(const PythonLayout& layout, int major, int minor, attach::Memory& memory,
                          symbolize::CodeCache& codes)
-    : layout_(layout), major_(major), minor_(minor), memory_(memory), codes_(codes) {}
+    : layout_(layout),
+      major_(major),
+      minor_(minor),
+      code_pointer_mask_(major > 3 || (major == 3 && minor >= 14) ? ~std::uint64_t{7} : ~std::uint64_t{0}),
+      memory_(memory),
+      codes_(codes) {}
 
 WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef>& out) {
     out.clear();
@@ -114,9 +119,15 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
     return WalkResult::Ok;
 }
 
-// 3.11+: _PyInterpreterFrames linked by `previous`. Frames owned by the C stack (3.12+ shims) are
-// not user code; frames that have not reached their first traceable instruction are not yet
-// visible to the interpreter's own tracebacks either.
+bool StackWalker::is_interpreter_plumbing(std::int64_t owner) const {
+    return (layout_.owner_cstack >= 0 && owner == layout_.owner_cstack) ||
+           (layout_.owner_interpreter >= 0 && owner == layout_.owner_interpreter);
+}
+
+// 3.11+: _PyInterpreterFrames linked by `previous`. Frames owned by the C stack (3.12-3.14 shims)
+// or by the interpreter (3.14+ sentinels) are not user code; frames that have not reached their
+// first traceable instruction are not yet visible to the interpreter's own tracebacks either.
+// From 3.14 the code pointer is a tagged _PyStackRef whose low bits carry flags.
 WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out) {
     CycleGuard cycles;
     buffer_.resize(static_cast<std::size_t>(layout_.iframe_size));
@@ -125,8 +136,8 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
         if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
         std::uint64_t previous = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_previous);
         auto owner = static_cast<std::int64_t>(attach::field_at<std::uint8_t>(buffer_, layout_.iframe_owner));
-        std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_code);
-        if (layout_.owner_cstack >= 0 && owner == layout_.owner_cstack) {
+        std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_code) & code_pointer_mask_;
+        if (is_interpreter_plumbing(owner)) {
             frame = previous;
             continue;
         }

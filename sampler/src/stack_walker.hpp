@@ -43,6 +43,7 @@ private:
     WalkResult legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out);
     WalkResult interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out);
     bool uses_interpreter_frames() const { return layout_.iframe_size > 0; }
+    bool is_interpreter_plumbing(std::int64_t owner) const;
 
     static constexpr std::size_t kMaxDepth = 4096;
     static constexpr std::size_t kMaxThreads = 16384;
@@ -50,6 +51,7 @@ private:
     const PythonLayout& layout_;
     int major_;
     int minor_;
+    std::uint64_t code_pointer_mask_;  // clears _PyStackRef tag bits (3.14+)
     attach::Memory& memory_;
     symbolize::CodeCache& codes_;
     std::vector<std::uint8_t> buffer_;

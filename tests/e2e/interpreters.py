@@ -3,18 +3,35 @@
 
 Prints one 'found LABEL PATH' line per interpreter and one 'skipped X.Y: reason' line per
 supported version with none. Searched: pyenv builds (~/.pyenv/versions/*/bin/python),
-the system's /usr/bin/python3.*, and any paths in $PYSAMPLE_TEST_PYTHONS (colon-separated).
+the system's /usr/bin/python3.*, the Debian sid chroot that scripts/get-pythons makes
+($PYSAMPLE_SID_ROOT, default /var/cache/pysample/sid; listed as ROOT::PATH, run with chroot), and
+any paths in $PYSAMPLE_TEST_PYTHONS (colon-separated).
 """
 import glob
 import os
 import subprocess
 
-SUPPORTED = [(2, 7)] + [(3, minor) for minor in range(6, 14)]
+SUPPORTED = [(2, 7)] + [(3, minor) for minor in range(6, 16)]
+SID_ROOT = os.environ.get("PYSAMPLE_SID_ROOT", "/var/cache/pysample/sid")
+
+
+def command_of(path):
+    if "::" in path:
+        root, inner = path.split("::", 1)
+        return ["chroot", root, inner]
+    return [path]
+
+
+def runnable(path):
+    if "::" in path:
+        root, inner = path.split("::", 1)
+        return os.access(root + inner, os.X_OK) and os.geteuid() == 0
+    return os.access(path, os.X_OK)
 
 
 def version_of(path):
     try:
-        out = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        out = subprocess.run(command_of(path) + ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                              capture_output=True, text=True, timeout=20).stdout.strip()
         major, minor = out.split(".")
         return int(major), int(minor)
@@ -29,6 +46,10 @@ def candidates():
     for path in sorted(glob.glob("/usr/bin/python3.[0-9]*")):
         if re_plain_version(os.path.basename(path)):
             yield "system", path
+    for path in sorted(glob.glob(os.path.join(SID_ROOT, "usr/bin/python3.[0-9]*"))):
+        name = os.path.basename(path)
+        if re_plain_version(name.rstrip("d")):
+            yield ("sid-debug" if name.endswith("d") else "sid"), SID_ROOT + "::/usr/bin/" + name
     for path in filter(None, os.environ.get("PYSAMPLE_TEST_PYTHONS", "").split(":")):
         yield "extra", path
 
@@ -41,7 +62,7 @@ def re_plain_version(name):
 def main():
     found = {}
     for kind, path in candidates():
-        if not os.access(path, os.X_OK):
+        if not runnable(path):
             continue
         version = version_of(path)
         if version in SUPPORTED:
@@ -53,7 +74,8 @@ def main():
     versions_found = {version for version, _ in found.values()}
     for version in SUPPORTED:
         if version not in versions_found:
-            print("skipped %d.%d: no interpreter found" % version)
+            hint = " (scripts/get-pythons provides it)" if version >= (3, 14) else ""
+            print("skipped %d.%d: no interpreter found%s" % (version[0], version[1], hint))
 
 
 if __name__ == "__main__":

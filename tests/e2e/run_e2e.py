@@ -7,6 +7,7 @@ Usage: run_e2e.py --pysample BIN --python INTERPRETER TEST
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,12 +62,31 @@ def parse_collapsed(path):
     return stacks
 
 
+def interpreter_command(python, workload):
+    """The command that runs a workload with `python`, and the path the interpreter sees it at.
+
+    A python given as ROOT::PATH runs inside the chroot ROOT, which is also what a container looks
+    like to pysample; the workload is copied in (atomically: tests run in parallel).
+    """
+    source = os.path.join(WORKLOADS, workload)
+    if "::" not in python:
+        return [python, source], source
+    root, inner_python = python.split("::", 1)
+    target = os.path.join(root, "tmp", "pysample-workloads")
+    os.makedirs(target, exist_ok=True)
+    staged = os.path.join(target, ".%s.%d" % (workload, os.getpid()))
+    shutil.copyfile(source, staged)
+    os.replace(staged, os.path.join(target, workload))
+    inner_path = "/tmp/pysample-workloads/" + workload
+    return ["chroot", root, inner_python, inner_path], inner_path
+
+
 class Workload:
     """A workload started directly (not by pysample), waited for until it prints 'ready'."""
 
     def __init__(self, python, name, *args):
-        self.path = os.path.join(WORKLOADS, name)
-        self.proc = subprocess.Popen([python, self.path] + [str(a) for a in args],
+        command, self.path = interpreter_command(python, name)
+        self.proc = subprocess.Popen(command + [str(a) for a in args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         check(line.strip() == "ready", "%s did not start: %r %s" % (name, line, self.proc.stderr.read()
@@ -175,8 +195,8 @@ def test_threads(pysample, python, tmp):
 
 def test_launch(pysample, python, tmp):
     out = os.path.join(tmp, "launch.txt")
-    script = os.path.join(WORKLOADS, "exit_code.py")
-    result = run_pysample(pysample, ["record", "-f", "collapsed", "-o", out, "--", python, script, "1.5", "7"])
+    command, script = interpreter_command(python, "exit_code.py")
+    result = run_pysample(pysample, ["record", "-f", "collapsed", "-o", out, "--"] + command + ["1.5", "7"])
     check(result.returncode == 7, "pysample returned %d, expected the child's exit code 7" % result.returncode)
     m = markers("exit_code.py")
     stacks = parse_collapsed(out)
@@ -248,8 +268,8 @@ def test_stop(pysample, python, tmp):
 
     # Launch mode: SIGINT to pysample alone is passed on to the child, whose status pysample returns.
     out = os.path.join(tmp, "launched.txt")
-    proc = subprocess.Popen([pysample, "record", "-o", out, "-q", "--", python, os.path.join(WORKLOADS, "split.py"),
-                             "30"], stdout=subprocess.DEVNULL)
+    command = interpreter_command(python, "split.py")[0]
+    proc = subprocess.Popen([pysample, "record", "-o", out, "-q", "--"] + command + ["30"], stdout=subprocess.DEVNULL)
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=30)

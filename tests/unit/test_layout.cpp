@@ -18,11 +18,12 @@ struct Version {
     bool operator<=(const Version& o) const { return !(o < *this); }
 };
 
-const Version kSupported[] = {{2, 7}, {3, 6}, {3, 7}, {3, 8}, {3, 9}, {3, 10}, {3, 11}, {3, 12}, {3, 13}};
+const Version kSupported[] = {{2, 7},  {3, 6},  {3, 7},  {3, 8},  {3, 9}, {3, 10},
+                              {3, 11}, {3, 12}, {3, 13}, {3, 14}, {3, 15}};
 
 }  // namespace
 
-TEST_CASE("layouts exist for CPython 2.7 and 3.6 to 3.13 and nothing else known") {
+TEST_CASE("layouts exist for CPython 2.7 and 3.6 to 3.15 and nothing else known") {
     for (const auto [major, minor] : kSupported) {
         CAPTURE(major);
         CAPTURE(minor);
@@ -75,7 +76,7 @@ TEST_CASE("frame objects up to 3.10, interpreter frames from 3.11") {
             CHECK(l.code_firsttraceable > 0);
         }
         CHECK((l.iframe_is_entry >= 0) == (major == 3 && minor == 11));
-        CHECK((l.owner_cstack == 3) == (v >= Version{3, 12}));
+        if (v <= Version{3, 13}) CHECK((l.owner_cstack == 3) == (v >= Version{3, 12}));
         CHECK((l.tstate_native_thread_id > 0) == (v >= Version{3, 11}));
         CHECK((l.cframe_current_frame >= 0) == (major == 3 && (minor == 11 || minor == 12)));
         // _PyRuntime (and interpreter ids) from 3.7; before, the list starts at the static interp_head.
@@ -185,4 +186,33 @@ TEST_CASE("known per-version offsets") {
     CHECK(py313.iframe_instr == 56);
     CHECK(py313.iframe_owner == 70);
     CHECK(py313.runtime_interpreters_head == 632);
+}
+
+TEST_CASE("frame owners that are not user code, per version") {
+    // 3.12 and 3.13: C-stack shims; 3.14: shims and the interpreter's sentinel frames; 3.15: sentinels only.
+    CHECK(find_layout(3, 11)->owner_cstack == -1);
+    CHECK(find_layout(3, 12)->owner_cstack == 3);
+    CHECK(find_layout(3, 13)->owner_interpreter == -1);
+    CHECK(find_layout(3, 14)->owner_cstack == 4);
+    CHECK(find_layout(3, 14)->owner_interpreter == 3);
+    CHECK(find_layout(3, 15)->owner_cstack == -1);
+    CHECK(find_layout(3, 15)->owner_interpreter == 3);
+}
+
+TEST_CASE("3.14 and 3.15 offsets agree with what those interpreters publish in _Py_DebugOffsets") {
+    // Values read from the running interpreters' own debug offsets (Debian sid builds 3.14.10, 3.15.2).
+    auto v14 = find_layout(3, 14);
+    REQUIRE(v14);
+    CHECK(v14->runtime_interpreters_head == 808);
+    CHECK(v14->tstate_size == 832);
+    CHECK(v14->tstate_thread_id == 152);
+    CHECK(v14->iframe_owner == 74);
+    CHECK(v14->code_adaptive == 208);
+    auto v15 = find_layout(3, 15);
+    REQUIRE(v15);
+    CHECK(v15->runtime_interpreters_head == 936);
+    CHECK(v15->tstate_size == 888);
+    CHECK(v15->tstate_thread_id == 176);
+    CHECK(v15->tstate_native_thread_id == 184);
+    CHECK(v15->interp_threads_head == 7336);
 }
