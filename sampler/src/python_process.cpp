@@ -8,6 +8,7 @@
 
 #include "attach/error.hpp"
 #include "attach/threads.hpp"
+#include "debug_offsets.hpp"
 
 namespace pysample::sampler {
 namespace {
@@ -25,7 +26,22 @@ bool looks_like_python_file(const std::string& path) {
     return base.rfind("libpython", 0) == 0 || base.rfind("python", 0) == 0;
 }
 
+// 3.14+ also put _PyRuntime alone in a section named .PyRuntime, which survives stripping.
+std::optional<std::uint64_t> runtime_in(const symbolize::ElfFile& elf) {
+    if (auto symbol = elf.symbol("_PyRuntime")) return symbol;
+    if (const auto* section = elf.section(".PyRuntime"); section != nullptr && section->addr != 0) {
+        return section->addr;
+    }
+    return std::nullopt;
+}
+
 }  // namespace
+
+bool is_free_threaded_file_name(std::string_view path) {
+    static const std::regex pattern(R"((?:lib)?python3\.\d+[a-z]*t[a-z]*(?:\.so.*)?)");
+    std::string base = basename_of(path);
+    return std::regex_match(base, pattern);
+}
 
 // The interpreter's PY_VERSION literal ("3.11.7") in read-only data. The linker may store it as
 // the tail of a longer string that ends the same way (a build path ending in "Python-3.10.13"),
@@ -98,6 +114,7 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
                                               "carrying the interpreter runtime is mapped");
     }
     binary_path_ = binary->path;
+    if (is_free_threaded_file_name(binary_path_)) refuse_free_threaded("its file name");
     version_ = version_override ? *version_override : detect_version(*binary);
     auto layout = find_layout(version_.major, version_.minor);
     if (!layout) {
@@ -108,7 +125,7 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
     }
     layout_ = *layout;
     if (layout_.runtime_interpreters_head >= 0) {
-        auto runtime = binary->elf->symbol("_PyRuntime");
+        auto runtime = runtime_in(*binary->elf);
         if (!runtime) {
             throw Error(ErrorKind::UnsupportedVersion,
                         "process " + std::to_string(pid) + ": " + binary_path_ + " looks like Python " +
@@ -116,6 +133,7 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
                             ") but has no _PyRuntime symbol; if the version is wrong, pass --python-version X.Y");
         }
         runtime_address_ = binary->bias + *runtime;
+        check_debug_offsets();
         interpreter_head_address_ = runtime_address_ + static_cast<std::uint64_t>(layout_.runtime_interpreters_head);
     } else {
         auto head = binary->elf->symbol("interp_head");
@@ -163,7 +181,7 @@ std::optional<PythonProcess::Candidate> PythonProcess::find_interpreter_binary(
 }
 
 bool PythonProcess::defines_runtime(const symbolize::ElfFile& elf) {
-    return elf.symbol("_PyRuntime").has_value() || elf.symbol("interp_head").has_value();
+    return runtime_in(elf).has_value() || elf.symbol("interp_head").has_value();
 }
 
 bool PythonProcess::defines_python_api(const symbolize::ElfFile& elf) {
@@ -176,6 +194,12 @@ PythonVersion PythonProcess::detect_version(const Candidate& binary) {
         if (memory_.read_value(binary.bias + *symbol, hex) && (hex >> 24) == 3) {
             return {static_cast<int>(hex >> 24), static_cast<int>((hex >> 16) & 0xff),
                     static_cast<int>((hex >> 8) & 0xff), "Py_Version symbol"};
+        }
+    }
+    if (auto runtime = runtime_in(*binary.elf)) {
+        if (auto offsets = read_debug_offsets(memory_, binary.bias + *runtime); offsets && offsets->major() == 3) {
+            return {offsets->major(), offsets->minor(), static_cast<int>((offsets->version_hex >> 8) & 0xff),
+                    "_Py_DebugOffsets"};
         }
     }
     auto from_name = version_from_file_name(binary.path);
@@ -194,6 +218,50 @@ PythonVersion PythonProcess::detect_version(const Candidate& binary) {
                 "cannot tell which Python version process " + std::to_string(pid_) + " runs (" + binary.path +
                     (seen.empty() ? ": no version string found" : ": candidate versions" + seen) +
                     "); pass --python-version X.Y");
+}
+
+void PythonProcess::refuse_free_threaded(const std::string& evidence) {
+    throw Error(ErrorKind::UnsupportedVersion,
+                "process " + std::to_string(pid_) + " runs a free-threaded (no-GIL) build of Python (" + binary_path_ +
+                    ", seen from " + evidence + "), which pysample does not read yet; profile a regular build");
+}
+
+// 3.13+ describe their own layout. A free-threaded build is refused; otherwise the published
+// offsets are checked for plausibility and take precedence over the built-in table where they
+// differ, which is reported.
+void PythonProcess::check_debug_offsets() {
+    if (version_.major < 3 || (version_.major == 3 && version_.minor < 13)) return;
+    auto offsets = read_debug_offsets(memory_, runtime_address_);
+    if (!offsets) {
+        spdlog::warn(
+            "pid {}: Python {} should carry _Py_DebugOffsets at {:#x} but does not; using pysample's own "
+            "layout table",
+            pid_, version_.to_string(), runtime_address_);
+        return;
+    }
+    if (offsets->free_threaded) refuse_free_threaded("its _Py_DebugOffsets");
+    if (offsets->major() != version_.major || offsets->minor() != version_.minor) {
+        spdlog::warn("pid {}: _Py_DebugOffsets say Python {}.{}, not {}; using the table for {}", pid_,
+                     offsets->major(), offsets->minor(), version_.to_string(), version_.to_string());
+        return;
+    }
+    auto check = apply_debug_offsets(*offsets, layout_);
+    if (!check.understood) {
+        spdlog::warn("pid {}: cannot make sense of the _Py_DebugOffsets of Python {}; using pysample's own table", pid_,
+                     version_.to_string());
+        return;
+    }
+    layout_from_debug_offsets_ = true;
+    if (check.differences.empty()) {
+        spdlog::debug("pid {}: pysample's layout for Python {} agrees with the interpreter's _Py_DebugOffsets", pid_,
+                      version_.to_string());
+    }
+    for (const auto& difference : check.differences) {
+        spdlog::warn(
+            "pid {}: Python {} publishes a different layout than pysample's table ({}); using the "
+            "interpreter's",
+            pid_, version_.to_string(), difference);
+    }
 }
 
 symbolize::CodeObjectLayout PythonProcess::code_layout() const {

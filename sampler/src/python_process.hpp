@@ -30,6 +30,9 @@ std::optional<PythonVersion> parse_version_text(std::string_view text);
 // Major/minor from a path such as /usr/lib/libpython3.9.so.1.0 or /usr/bin/python3.11.
 std::optional<PythonVersion> version_from_file_name(std::string_view path);
 
+// A free-threaded build by its ABI flag: python3.13t, libpython3.14t.so.
+bool is_free_threaded_file_name(std::string_view path);
+
 // Major/minor of the version literals ("3.11.7") in an interpreter binary's read-only data.
 std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf);
 
@@ -45,6 +48,8 @@ public:
     attach::ProcessMemory& memory() { return memory_; }
     // _PyRuntime (3.7+), 0 before 3.7.
     std::uint64_t runtime_address() const { return runtime_address_; }
+    // True when the interpreter's own _Py_DebugOffsets were read and checked against the table.
+    bool layout_checked() const { return layout_from_debug_offsets_; }
     // Where the pointer to the first interpreter lives: _PyRuntime.interpreters.head (3.7+) or
     // pystate.c's static interp_head (2.7, 3.6, found in .symtab).
     std::uint64_t interpreter_head_address() const { return interpreter_head_address_; }
@@ -66,6 +71,8 @@ private:
     static bool defines_python_api(const symbolize::ElfFile& elf);
     std::optional<Candidate> find_interpreter_binary(const std::vector<attach::MapEntry>& maps);
     PythonVersion detect_version(const Candidate& binary);
+    void check_debug_offsets();
+    [[noreturn]] void refuse_free_threaded(const std::string& evidence);
 
     pid_t pid_;
     attach::ProcessMemory memory_;
@@ -76,6 +83,7 @@ private:
     std::uint64_t interpreter_head_address_ = 0;
     std::string stripped_binary_;  // a Python binary passed over for lacking the runtime symbols
     std::uint64_t code_type_address_ = 0;
+    bool layout_from_debug_offsets_ = false;
 };
 
 }  // namespace pysample::sampler
