@@ -47,3 +47,21 @@ TEST_CASE("a non-ELF file is refused with its path in the message") {
                          std::runtime_error);
     CHECK_THROWS_AS(symbolize::ElfFile("/nonexistent/file"), std::runtime_error);
 }
+
+TEST_CASE("3.14+ interpreters put _PyRuntime alone in the .PyRuntime section") {
+    const char* binaries[] = {"/var/cache/pysample/sid/usr/bin/python3.14",
+                              "/var/cache/pysample/sid/usr/bin/python3.15"};
+    for (const char* path : binaries) {
+        if (::access(path, R_OK) != 0) {
+            MESSAGE("skipped (scripts/get-pythons not run): " << path);
+            continue;
+        }
+        symbolize::ElfFile elf(path);
+        const auto* section = elf.section(".PyRuntime");
+        REQUIRE(section != nullptr);
+        auto symbol = elf.symbol("_PyRuntime");
+        REQUIRE(symbol);
+        CHECK(section->addr == *symbol);
+        CHECK_FALSE(elf.position_independent());  // sid builds these executables without PIE
+    }
+}
