@@ -22,17 +22,26 @@ void on_stop_signal(int sig) {
 
 DeadlineTimer::DeadlineTimer(double rate_hz)
     : interval_(std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / rate_hz))),
-      next_(std::chrono::steady_clock::now()) {}
+      slot_(std::chrono::steady_clock::now()),
+      random_(std::random_device{}()) {}
+
+std::chrono::nanoseconds DeadlineTimer::jitter() {
+    std::int64_t quarter = interval_.count() / 4;
+    if (quarter == 0) return std::chrono::nanoseconds(0);
+    std::uniform_int_distribution<std::int64_t> offset(-quarter, quarter);
+    return std::chrono::nanoseconds(offset(random_));
+}
 
 void DeadlineTimer::wait_next() {
-    next_ += interval_;
+    slot_ += interval_;
     auto now = std::chrono::steady_clock::now();
-    if (now > next_ + interval_) {
-        skipped_ += static_cast<std::uint64_t>((now - next_) / interval_);
-        next_ = now;
+    if (now > slot_ + interval_) {
+        skipped_ += static_cast<std::uint64_t>((now - slot_) / interval_);
+        slot_ = now;
         return;
     }
-    auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(next_.time_since_epoch()).count();
+    auto deadline_point = slot_ + jitter();
+    auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline_point.time_since_epoch()).count();
     timespec deadline{static_cast<time_t>(since_epoch / 1'000'000'000), static_cast<long>(since_epoch % 1'000'000'000)};
     // steady_clock is CLOCK_MONOTONIC on Linux. EINTR (a stop signal) ends the wait early.
     ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nullptr);

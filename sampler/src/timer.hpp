@@ -4,12 +4,17 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <random>
 
 namespace pysample::sampler {
 
 // Ticks at absolute deadlines (start + n * interval), so the rate does not drift with the time
-// each sample takes. When a sample overruns by more than an interval the missed ticks are
-// dropped instead of being fired back to back.
+// each sample takes. Each deadline is moved by a random amount within a quarter interval of its
+// slot: a program whose loop period is close to a multiple of the interval would otherwise be
+// sampled at the same phase of its loop every time, and one part of the loop over-counted. When a
+// sample overruns by more than an interval the missed ticks are dropped instead of being fired
+// back to back.
 class DeadlineTimer {
 public:
     explicit DeadlineTimer(double rate_hz);
@@ -18,8 +23,11 @@ public:
     std::uint64_t skipped() const { return skipped_; }
 
 private:
+    std::chrono::nanoseconds jitter();
+
     std::chrono::nanoseconds interval_;
-    std::chrono::steady_clock::time_point next_;
+    std::chrono::steady_clock::time_point slot_;  // start + n * interval
+    std::minstd_rand random_;
     std::uint64_t skipped_ = 0;
 };
 

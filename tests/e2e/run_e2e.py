@@ -5,6 +5,7 @@ Usage: run_e2e.py --pysample BIN --python INTERPRETER TEST
        run_e2e.py --pysample BIN errors
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -82,13 +83,26 @@ def interpreter_command(python, workload):
 
 
 class Workload:
-    """A workload started directly (not by pysample), waited for until it prints 'ready'."""
+    """A workload started directly (not by pysample), waited for until it prints 'ready'.
 
-    def __init__(self, python, name, *args):
-        command, self.path = interpreter_command(python, name)
+    Lines printed before 'ready' (at most `preamble` of them) are kept in self.preamble. With
+    `executable`, the workload runs as `executable SOURCE ARGS` instead (a venv's python, a program
+    embedding Python).
+    """
+
+    def __init__(self, python, name, *args, executable=None, preamble=0):
+        if executable is None:
+            command, self.path = interpreter_command(python, name)
+        else:
+            self.path = os.path.join(WORKLOADS, name)
+            command = [executable, self.path]
         self.proc = subprocess.Popen(command + [str(a) for a in args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.preamble = []
         line = self.proc.stdout.readline()
+        while line.strip() != "ready" and line and len(self.preamble) < preamble:
+            self.preamble.append(line.rstrip("\n"))
+            line = self.proc.stdout.readline()
         check(line.strip() == "ready", "%s did not start: %r %s" % (name, line, self.proc.stderr.read()
                                                                      if self.proc.poll() is not None else ""))
         self.pid = self.proc.pid
@@ -207,26 +221,42 @@ def test_launch(pysample, python, tmp):
     check(burn >= 0.8 * total and burn > 50, "burn() seen in %d of %d samples:\n%s" % (burn, total, open(out).read()))
 
 
-def test_dump(pysample, python, tmp):
+def dump_traceback(pysample, pid):
+    """`pysample dump` of a single-threaded process: its frames, outermost first, as (function, path, line)."""
+    result = run_pysample(pysample, ["dump", "--pid", str(pid)])
+    print(result.stdout)
+    check(result.returncode == 0, "dump failed with %d" % result.returncode)
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    check(any(line.startswith("Thread %d " % pid) and line.endswith("(idle):") for line in lines),
+          "main thread %d not listed as idle" % pid)
+    start = lines.index("Traceback (most recent call last):") if "Traceback (most recent call last):" in lines else -1
+    check(start >= 0, "no traceback printed")
+    frames = []
+    for line in lines[start + 1:]:
+        match = re.match(r'^File "(.*)", line (\d+), in (.*)$', line)
+        if not match:
+            break
+        frames.append((match.group(3), match.group(1), int(match.group(2))))
+    return frames, lines[start + 1:start + 1 + len(frames)]
+
+
+def check_dump_sleeper(pysample, workload):
+    """The sleeper workload's exact traceback, as `pysample dump` prints it."""
     m = markers("sleeper.py")
+    time.sleep(0.2)
+    path = workload.path
+    expected = [
+        'File "%s", line %d, in <module>' % (path, m["callouter"]),
+        'File "%s", line %d, in outer' % (path, m["callinner"]),
+        'File "%s", line %d, in inner' % (path, m["sleep"]),
+    ]
+    _, printed = dump_traceback(pysample, workload.pid)
+    check(printed[:3] == expected, "dump printed %r, expected %r" % (printed[:3], expected))
+
+
+def test_dump(pysample, python, tmp):
     with Workload(python, "sleeper.py", 30) as workload:
-        time.sleep(0.2)
-        result = run_pysample(pysample, ["dump", "--pid", str(workload.pid)])
-        print(result.stdout)
-        check(result.returncode == 0, "dump failed with %d" % result.returncode)
-        path = workload.path
-        expected = [
-            'File "%s", line %d, in <module>' % (path, m["callouter"]),
-            'File "%s", line %d, in outer' % (path, m["callinner"]),
-            'File "%s", line %d, in inner' % (path, m["sleep"]),
-        ]
-        lines = [line.strip() for line in result.stdout.splitlines()]
-        check(any(line.startswith("Thread %d " % workload.pid) and line.endswith("(idle):") for line in lines),
-              "main thread %d not listed as idle" % workload.pid)
-        start = lines.index("Traceback (most recent call last):") if "Traceback (most recent call last):" in lines else -1
-        check(start >= 0, "no traceback printed")
-        check(lines[start + 1:start + 4] == expected, "dump printed %r, expected %r" %
-              (lines[start + 1:start + 4], expected))
+        check_dump_sleeper(pysample, workload)
 
 
 def test_idle(pysample, python, tmp):
@@ -316,6 +346,144 @@ def test_stripped(pysample, python, tmp):
     check(result.returncode == 6 and "stripped" in result.stderr and time.time() - started < 10,
           "launch mode with a stripped libpython: exit %d after %.1fs, %r" %
           (result.returncode, time.time() - started, result.stderr))
+
+
+def python_version(python):
+    """(major, minor) of an interpreter (plain path or ROOT::PATH)."""
+    command = interpreter_command(python, "sleeper.py")[0][:-1]
+    out = subprocess.run(command + ["-c", "import sys; sys.stdout.write('%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, timeout=30).stdout
+    major, minor = out.split(".")
+    return int(major), int(minor)
+
+
+def test_generators(pysample, python, tmp):
+    """Hot code in a generator's body (all versions), and in a coroutine awaited by a coroutine that
+    asyncio runs (3.6+): each frame under its exact caller chain, with its lines."""
+    m = markers("generators.py")
+    with Workload(python, "generators.py", 30) as workload:
+        stacks, _ = record(pysample, workload.pid, tmp, duration=2)
+        check(workload.proc.poll() is None, "the generator workload died while being profiled")
+    path = workload.path
+    chain = [("<module>", path, m["callmain"]), ("main", path, m["callconsume"]), ("consume", path, m["callgen"])]
+    body = range(m["genloop"] - 3, m["genloop"] + 2)
+    total = in_gen = on_loop = 0
+    for frames, count in stacks:
+        total += count
+        for frame in frames:
+            check(frame[1] == path, "unexpected frame %r in %r" % (frame, frames))
+        names = [f[0] for f in frames]
+        if "gen" in names:
+            check(names[-1] == "gen", "gen is not the leaf in %r" % (frames,))
+            check(frames[:-1] == chain, "wrong call chain for gen: %r, expected %r" % (frames[:-1], chain))
+            check(frames[-1][2] in body, "gen at line %s, outside its body %r" % (frames[-1][2], body))
+            in_gen += count
+            on_loop += count if frames[-1][2] == m["genloop"] else 0
+        else:  # consume between two values, or main about to call it
+            check(frames[:-1] == chain[:len(frames) - 1] and frames[-1][:2] == chain[len(frames) - 1][:2],
+                  "unexpected stack %r" % (frames,))
+    print("generator: %d of %d samples in gen, %d on its loop line" % (in_gen, total, on_loop))
+    check(on_loop >= 0.8 * total and on_loop > 80, "gen's loop line %d has %d of %d samples" %
+          (m["genloop"], on_loop, total))
+
+    version = python_version(python)
+    if version < (3, 6):
+        print("skipped the coroutine part on %d.%d: no async def" % version)
+        return
+    m = markers("coroutines.py")
+    with Workload(python, "coroutines.py", 30) as workload:
+        stacks, _ = record(pysample, workload.pid, tmp, duration=2)
+        check(workload.proc.poll() is None, "the coroutine workload died while being profiled")
+    path = workload.path
+    module = ("<module>", path, m["callrun"] if version >= (3, 7) else m["callrun36"])
+    expected = [module, ("driver", path, m["awaitcrunch"]), ("crunch", path, m["coroloop"])]
+    body = range(m["coroloop"] - 2, m["coroloop"] + 2)
+    total = in_crunch = on_loop = 0
+    for frames, count in stacks:
+        total += count
+        names = [f[0] for f in frames]
+        check(frames[0] == module, "stack not rooted at %r: %r" % (module, frames))
+        check(any(n.split(".")[-1] == "run_until_complete" for n in names), "no asyncio event loop frames in %r" % (frames,))
+        if "crunch" not in names:
+            continue
+        ours = [f for f in frames if f[1] == path]
+        check(ours[:2] + [ours[-1][:2]] == expected[:2] + [expected[2][:2]] and len(ours) == 3,
+              "workload frames %r, expected %r" % (ours, expected))
+        check(frames[-2:] == [expected[1], frames[-1]], "crunch's caller is not driver directly: %r" % (frames,))
+        check(frames[-1][2] in body, "crunch at line %s, outside its body" % frames[-1][2])
+        in_crunch += count
+        on_loop += count if frames[-1][2] == m["coroloop"] else 0
+    print("coroutine: %d of %d samples in crunch, %d on its loop line" % (in_crunch, total, on_loop))
+    check(on_loop >= 0.6 * total and on_loop > 60, "crunch's loop line %d has %d of %d samples" %
+          (m["coroloop"], on_loop, total))
+
+
+def test_lineno(pysample, python, tmp):
+    """Every frame's line, from `dump` and from `record --idle`, is the f_lineno the interpreter
+    itself reports from the same call sites (a long function, a multi-line call, a generator)."""
+    with Workload(python, "lineno.py", 30, preamble=1) as workload:
+        check(len(workload.preamble) == 1, "lineno.py printed no frame lines before 'ready'")
+        path = workload.path
+        expected = [(name, path, line) for name, line in json.loads(workload.preamble[0])]
+        print("interpreter-reported frames:", expected)
+        check([f[0] for f in expected] == ["<module>", "main", "middle", "stepper", "leaf"],
+              "unexpected frames from the interpreter: %r" % expected)
+        check(expected[-1][2] > 300, "the leaf line %d should be beyond 300" % expected[-1][2])
+        time.sleep(0.2)
+        frames, _ = dump_traceback(pysample, workload.pid)
+        check(frames == expected, "dump reported %r, the interpreter %r" % (frames, expected))
+        stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=1)
+    total = sum(c for _, c in stacks)
+    check(total >= 50, "only %d idle samples with --idle" % total)
+    for frames, _ in stacks:
+        check(frames == expected, "record --idle reported %r, the interpreter %r" % (frames, expected))
+
+
+def test_venv(pysample, python, tmp):
+    """A virtualenv's bin/python, both a symlink and a copy: version detected, stacks read."""
+    version = python_version(python)
+    if version < (3, 3):
+        print("skipped: no venv module in %d.%d" % version)
+        return
+    for mode in ("symlinks", "copies"):
+        env = os.path.join(tmp, "venv-" + mode)
+        subprocess.run([python, "-m", "venv", "--without-pip", "--" + mode, env], check=True, timeout=60)
+        executable = os.path.join(env, "bin", "python")
+        check(os.path.islink(executable) == (mode == "symlinks"), "%s: %s is%s a symlink" %
+              (mode, executable, "" if os.path.islink(executable) else " not"))
+        with Workload(python, "split.py", 30, executable=executable) as workload:
+            exe = os.readlink("/proc/%d/exe" % workload.pid)
+            print("%s: the workload runs %s" % (mode, exe))
+            if mode == "copies":
+                check(exe.startswith(env), "the copied venv python is not what runs: %s" % exe)
+            stacks, result = record(pysample, workload.pid, tmp)
+            check(workload.proc.poll() is None, "the workload died while being profiled")
+        check(re.search(r"\(Python %d\.%d(\.\d+)?\)" % version, result.stderr), "%s: version %d.%d not detected" % ((mode,) + version))
+        check_split(stacks, workload.path)
+
+
+def test_embedded(pysample, python, tmp):
+    """A C program embedding libpython (built now with pythonX.Y-config --embed), whose executable is
+    not called python: record and dump read it."""
+    version = python_version(python)
+    config = os.path.join(os.path.dirname(python), "python%d.%d-config" % version)
+    check(os.access(config, os.X_OK), "no %s" % config)
+    flags = subprocess.run([config, "--cflags", "--embed", "--ldflags"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    prefix = subprocess.run([config, "--prefix"], capture_output=True, text=True, check=True).stdout.strip()
+    host = os.path.join(tmp, "embedhost")
+    command = ["gcc", "-o", host, os.path.join(HERE, "embed", "embed.c")] + flags + \
+        ["-Wl,-rpath," + os.path.join(prefix, "lib")]
+    print("$ " + " ".join(command))
+    subprocess.run(command, check=True, timeout=120)
+    with Workload(python, "split.py", 30, executable=host) as workload:
+        check(os.readlink("/proc/%d/exe" % workload.pid) == host, "the embedding program is not what runs")
+        stacks, result = record(pysample, workload.pid, tmp)
+        check(workload.proc.poll() is None, "the embedding program died while being profiled")
+    check(re.search(r"\(Python %d\.%d(\.\d+)?\)" % version, result.stderr), "version %d.%d not detected" % version)
+    check_split(stacks, workload.path)
+    with Workload(python, "sleeper.py", 30, executable=host) as workload:
+        check_dump_sleeper(pysample, workload)
 
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
