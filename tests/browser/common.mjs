@@ -35,3 +35,18 @@ export async function main(usage, run) {
     process.exit(1);
   }
 }
+
+// A page that records what a viewer must never do: throw, log errors, or reach the network.
+export async function openWatchedPage(browser, problems) {
+  const page = await browser.newPage({ viewport: { width: 1240, height: 800 } });
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+  });
+  page.on('request', (request) => {
+    const url = request.url();
+    if (!url.startsWith('file:') && !url.startsWith('data:')) problems.push(`network request: ${url}`);
+  });
+  return page;
+}

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CheckFailed, check, launchChromium, main, passed } from './common.mjs';
+import { CheckFailed, check, launchChromium, main, openWatchedPage, passed } from './common.mjs';
 
 const TOLERANCE = 0.02;  // pixels; positions are written with two decimals
 
@@ -195,15 +195,7 @@ async function run(file, names) {
   const browser = await launchChromium();
   const problems = [];
   try {
-    const page = await browser.newPage({ viewport: { width: 1240, height: 800 } });
-    page.setDefaultTimeout(15000);
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
-    });
-    page.on('request', (request) => {
-      if (!request.url().startsWith('file:')) problems.push(`network request: ${request.url()}`);
-    });
+    const page = await openWatchedPage(browser, problems);
     await page.goto(pathToFileURL(resolve(file)).href, { waitUntil: 'load' });
 
     const initial = await readFrames(page);

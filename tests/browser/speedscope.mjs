@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Ajv from 'ajv';
-import { CheckFailed, check, launchChromium, main, passed } from './common.mjs';
+import { CheckFailed, check, launchChromium, main, openWatchedPage, passed } from './common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RELEASE = resolve(HERE, 'node_modules', 'speedscope', 'dist', 'release');
@@ -308,20 +308,10 @@ async function run(file, names) {
   const browser = await launchChromium();
   const problems = [];
   try {
-    const page = await browser.newPage({ viewport: { width: 1240, height: 800 } });
-    page.setDefaultTimeout(15000);
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
-    });
+    const page = await openWatchedPage(browser, problems);
     page.on('dialog', (dialog) => {
       problems.push(`dialog: ${dialog.message()}`);
       dialog.dismiss().catch(() => {});
-    });
-    page.on('request', (request) => {
-      if (!request.url().startsWith('file:') && !request.url().startsWith('data:')) {
-        problems.push(`network request: ${request.url()}`);
-      }
     });
     await loadInViewer(page, file, data);
     check(problems.length === 0, problems.join('\n'));

@@ -3,27 +3,12 @@
 #include <sstream>
 
 #include "exporters/exporters.hpp"
+#include "sample_profiles.hpp"
 
 using namespace pysample::exporters;
+using pysample::exporters::testing::small_profile;
 
-namespace {
-
-Profile small_profile() {
-    Profile profile;
-    auto main_thread = profile.intern_thread({100, "MainThread"});
-    auto worker = profile.intern_thread({101, "worker"});
-    auto module = profile.intern({"<module>", "/app/x.py", 30});
-    auto run = profile.intern({"run", "/app/x.py", 12});
-    auto work = profile.intern({"Worker.work", "/app/x.py", 5});
-    std::vector<FrameId> a{module, run};
-    std::vector<FrameId> b{module, run, work};
-    profile.add(main_thread, a, 2);
-    profile.add(main_thread, b, 3);
-    profile.add(worker, b, 5);
-    return profile;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("collapsed output merges threads and lists each unique stack once, root first") {
     std::ostringstream out;

@@ -5,23 +5,15 @@
 #include <vector>
 
 #include "exporters/exporters.hpp"
+#include "sample_profiles.hpp"
 
 using namespace pysample::exporters;
 
 namespace {
 
+// The shared two-thread profile with the run information the title shows.
 Profile small_profile() {
-    Profile profile;
-    auto main_thread = profile.intern_thread({100, "MainThread"});
-    auto worker = profile.intern_thread({101, "worker"});
-    auto module = profile.intern({"<module>", "/app/x.py", 30});
-    auto run = profile.intern({"run", "/app/x.py", 12});
-    auto work = profile.intern({"Worker.work", "/app/x.py", 5});
-    std::vector<FrameId> a{module, run};
-    std::vector<FrameId> b{module, run, work};
-    profile.add(main_thread, a, 2);
-    profile.add(main_thread, b, 3);
-    profile.add(worker, b, 5);
+    Profile profile = pysample::exporters::testing::small_profile();
     profile.info.pid = 4242;
     profile.info.command_line = "python3 app.py --fast";
     profile.info.python_version = "3.12.1";
