@@ -30,6 +30,14 @@ std::optional<std::string> read_small_file(const std::string& path) {
     return buffer.str();
 }
 
+// The state letter of a /proc stat line. The command name before it may contain spaces or
+// parentheses: the state follows the last ')'.
+char state_in_stat(std::string_view stat) {
+    auto close = stat.rfind(')');
+    if (close == std::string_view::npos || close + 2 >= stat.size()) return '?';
+    return stat[close + 2];
+}
+
 }  // namespace
 
 bool process_exists(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
@@ -44,8 +52,7 @@ void check_process(pid_t pid) {
     }
     auto stat = read_small_file(proc_path(pid, "/stat"));
     if (stat) {
-        auto close = stat->rfind(')');
-        if (close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] == 'Z') {
+        if (state_in_stat(*stat) == 'Z') {
             throw Error(ErrorKind::TargetExited, "process " + std::to_string(pid) + " has exited (zombie)");
         }
     }
@@ -68,11 +75,7 @@ std::vector<pid_t> list_threads(pid_t pid) {
 
 char read_thread_state(pid_t pid, pid_t tid) {
     auto stat = read_small_file(proc_path(pid, "/task/" + std::to_string(tid) + "/stat"));
-    if (!stat) return '?';
-    // The command name may contain spaces or parentheses: the state follows the last ')'.
-    auto close = stat->rfind(')');
-    if (close == std::string::npos || close + 2 >= stat->size()) return '?';
-    return (*stat)[close + 2];
+    return stat ? state_in_stat(*stat) : '?';
 }
 
 std::optional<ThreadStatus> read_thread_status(pid_t pid, pid_t tid) {
@@ -130,10 +133,7 @@ char ThreadStateReader::read_state(pid_t tid) {
     char buf[512];
     ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
     if (n <= 0) return '?';
-    std::string_view stat(buf, static_cast<std::size_t>(n));
-    auto close = stat.rfind(')');
-    if (close == std::string_view::npos || close + 2 >= stat.size()) return '?';
-    return stat[close + 2];
+    return state_in_stat(std::string_view(buf, static_cast<std::size_t>(n)));
 }
 
 std::vector<std::pair<pid_t, char>> ThreadStateReader::read_all() {

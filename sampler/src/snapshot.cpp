@@ -77,8 +77,15 @@ WalkResult Snapshotter::walk_consistent(ThreadStateRef thread, std::vector<PyFra
 // trusted only when it names a live thread of the target.
 pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread, const std::map<pid_t, char>& live) {
     if (thread.native_id != 0) return static_cast<pid_t>(thread.native_id);
+    // A pthread_t is reused only after its thread exited, so a cached tid that is still alive is right.
+    if (auto cached = tids_by_pthread_.find(thread.thread_id);
+        cached != tids_by_pthread_.end() && live.count(cached->second) != 0) {
+        return cached->second;
+    }
     auto tid = attach::tid_of_pthread(pages_, thread.thread_id);
-    return tid && live.count(*tid) != 0 ? *tid : 0;
+    if (!tid || live.count(*tid) == 0) return 0;
+    tids_by_pthread_[thread.thread_id] = *tid;
+    return *tid;
 }
 
 // Scheduler states are read before the threads are stopped: a stopped thread always looks idle.

@@ -53,6 +53,7 @@ private:
     attach::ThreadStateReader states_;
     std::unique_ptr<attach::ThreadSuspender> suspender_;
     std::map<pid_t, std::string> names_;
+    std::map<std::uint64_t, pid_t> tids_by_pthread_;  // before 3.11, where thread states lack the tid
     std::vector<ThreadStateRef> threads_;
     std::vector<PyFrame> previous_walk_;
     SnapshotStats stats_;
