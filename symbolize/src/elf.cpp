@@ -127,6 +127,35 @@ std::optional<std::uint64_t> ElfFile::symbol(std::string_view name) const {
     return it->second;
 }
 
+std::span<const std::uint8_t> ElfFile::bytes_at_vaddr(std::uint64_t vaddr, std::size_t len) const {
+    for (const auto& seg : segments_) {
+        if (vaddr < seg.vaddr || vaddr - seg.vaddr >= seg.filesz || len > seg.filesz - (vaddr - seg.vaddr)) continue;
+        std::uint64_t offset = seg.offset + (vaddr - seg.vaddr);
+        if (offset > size_ || len > size_ - offset) return {};
+        return {data_ + offset, len};
+    }
+    return {};
+}
+
+std::string ElfFile::build_id() const {
+    const Section* note = section(".note.gnu.build-id");
+    if (note == nullptr) return {};
+    auto bytes = section_data(*note);
+    if (bytes.size() < sizeof(Elf64_Nhdr)) return {};
+    Elf64_Nhdr header;
+    std::memcpy(&header, bytes.data(), sizeof(header));
+    std::size_t name_size = (header.n_namesz + 3) & ~std::size_t{3};
+    if (header.n_type != NT_GNU_BUILD_ID || sizeof(header) + name_size + header.n_descsz > bytes.size()) return {};
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string id;
+    for (std::size_t i = 0; i < header.n_descsz; ++i) {
+        std::uint8_t byte = bytes[sizeof(header) + name_size + i];
+        id += kHex[byte >> 4];
+        id += kHex[byte & 0xf];
+    }
+    return id;
+}
+
 std::uint64_t ElfFile::load_bias(const attach::MapEntry& lowest_mapping) const {
     if (!type_is_dyn_) return 0;
     for (const auto& seg : segments_) {

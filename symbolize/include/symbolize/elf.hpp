@@ -45,6 +45,11 @@ public:
     const Section* section(std::string_view name) const;
     std::span<const std::uint8_t> section_data(const Section& section) const;
     const std::vector<Segment>& load_segments() const { return segments_; }
+    // The file's bytes that a loader maps at link-time address `vaddr` (empty when not file-backed).
+    std::span<const std::uint8_t> bytes_at_vaddr(std::uint64_t vaddr, std::size_t len) const;
+    std::span<const std::uint8_t> image() const { return {data_, size_}; }
+    // The GNU build id (.note.gnu.build-id) as lower-case hex, empty when absent.
+    std::string build_id() const;
 
     // Value (link-time address) of a symbol from .symtab or .dynsym; nullopt when absent or undefined.
     std::optional<std::uint64_t> symbol(std::string_view name) const;

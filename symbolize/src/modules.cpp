@@ -1,0 +1,115 @@
+#include "symbolize/modules.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+
+#include "attach/error.hpp"
+#include "attach/threads.hpp"
+
+namespace pysample::symbolize {
+namespace {
+
+constexpr auto kMinRefreshInterval = std::chrono::milliseconds(20);
+
+bool is_file_mapping(const attach::MapEntry& entry) {
+    return !entry.path.empty() && entry.path.front() == '/';
+}
+
+std::string base_name(const std::string& path) {
+    auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+template <typename T>
+const T* containing(const std::vector<T>& sorted, std::uint64_t address) {
+    auto it = std::upper_bound(sorted.begin(), sorted.end(), address,
+                               [](std::uint64_t a, const T& item) { return a < item.start; });
+    if (it == sorted.begin()) return nullptr;
+    --it;
+    return address < it->end ? &*it : nullptr;
+}
+
+}  // namespace
+
+ModuleMap::ModuleMap(pid_t pid) : pid_(pid) {
+    maps_ = attach::read_maps(pid);
+    refresh();
+}
+
+bool ModuleMap::refresh() {
+    last_refresh_ = std::chrono::steady_clock::now();
+    try {
+        maps_ = attach::read_maps(pid_);
+    } catch (const attach::Error&) {
+        return false;
+    }
+    std::sort(maps_.begin(), maps_.end(), [](const auto& a, const auto& b) { return a.start < b.start; });
+
+    // A file may be mapped more than once (dlopen'ed again after dlclose): each contiguous run of
+    // its mappings that starts at file offset 0 is one module.
+    std::vector<Module> fresh;
+    std::map<std::string, std::size_t> open_run;
+    for (const auto& entry : maps_) {
+        if (!is_file_mapping(entry)) continue;
+        auto run = open_run.find(entry.path);
+        if (run != open_run.end() && entry.offset != 0) {
+            fresh[run->second].end = std::max(fresh[run->second].end, entry.end);
+            continue;
+        }
+        Module module;
+        module.path = entry.path;
+        module.name = base_name(entry.path);
+        module.start = entry.start;
+        module.end = entry.end;
+        module.bias = entry.start - entry.offset;
+        open_run[entry.path] = fresh.size();
+        fresh.push_back(std::move(module));
+    }
+
+    bool changed = fresh.size() != modules_.size();
+    for (auto& module : fresh) {
+        auto same = std::find_if(modules_.begin(), modules_.end(), [&](const Module& old) {
+            return old.path == module.path && old.start == module.start;
+        });
+        if (same != modules_.end()) {
+            module.elf = same->elf;
+            module.bias = same->bias;
+            module.end = std::max(module.end, same->end);
+            continue;
+        }
+        changed = true;
+        try {
+            module.elf = std::make_shared<const ElfFile>(attach::path_in_root(pid_, module.path));
+            attach::MapEntry lowest{module.start, module.end, 0, "r--p", module.path};
+            module.bias = module.elf->load_bias(lowest);
+        } catch (const std::exception& e) {
+            spdlog::debug("pid {}: {} is not a readable ELF file: {}", pid_, module.path, e.what());
+        }
+    }
+    // Mappings of one module are not always contiguous: keep the overlap-free order by start.
+    std::sort(fresh.begin(), fresh.end(), [](const auto& a, const auto& b) { return a.start < b.start; });
+    modules_ = std::move(fresh);
+    if (changed) ++generation_;
+    return true;
+}
+
+bool ModuleMap::refresh_if_due() {
+    if (std::chrono::steady_clock::now() - last_refresh_ < kMinRefreshInterval) return false;
+    return refresh();
+}
+
+const Module* ModuleMap::find(std::uint64_t address) {
+    if (const auto* module = containing(modules_, address)) return module;
+    if (!refresh_if_due()) return nullptr;
+    return containing(modules_, address);
+}
+
+const attach::MapEntry* ModuleMap::mapping(std::uint64_t address) {
+    if (const auto* entry = containing(maps_, address)) return entry;
+    if (!refresh_if_due()) return nullptr;
+    return containing(maps_, address);
+}
+
+}  // namespace pysample::symbolize
