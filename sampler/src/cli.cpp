@@ -65,6 +65,16 @@ po::options_description record_options() {
     return desc;
 }
 
+po::options_description native_options() {
+    po::options_description desc("Native stacks", 110, 60);
+    desc.add_options()
+        ("native,n", po::bool_switch(), "Include C/C++ frames (extensions, libraries, the interpreter) between the "
+                                        "Python frames they run; stops each thread while its stack is copied")
+        ("native-all", po::bool_switch(), "Like --native, also showing the interpreter's call machinery and the "
+                                          "thread start-up frames, hidden by default");
+    return desc;
+}
+
 po::options_description dump_options() {
     po::options_description desc("Dump options", 110, 60);
     desc.add_options()
@@ -102,6 +112,14 @@ void fill_common(const po::variables_map& vm, CommonOptions& options) {
         if (!version) throw attach::Error(attach::ErrorKind::Usage, "--python-version takes X.Y, e.g. 3.11");
         version->source = "--python-version";
         options.python_version = version;
+    }
+}
+
+void fill_native(const po::variables_map& vm, CommonOptions& options) {
+    if (vm["native-all"].as<bool>()) {
+        options.native = NativeMode::All;
+    } else if (vm["native"].as<bool>()) {
+        options.native = NativeMode::Filtered;
     }
 }
 
@@ -166,6 +184,7 @@ RecordOptions parse_record(const po::variables_map& vm) {
     options.idle = vm["idle"].as<bool>();
     options.threads = vm["threads"].as<bool>();
     options.line_numbers = !vm["nolineno"].as<bool>();
+    fill_native(vm, options);
     return options;
 }
 
@@ -196,6 +215,7 @@ int run_cli(int argc, char** argv) {
     po::options_description visible(110, 60);
     visible.add(common_options());
     visible.add(subcommand == "record" ? record_options() : dump_options());
+    visible.add(native_options());
     po::options_description all = visible;
     all.add_options()("command", po::value<std::vector<std::string>>(), "");
     po::positional_options_description positional;
@@ -230,6 +250,12 @@ int run_cli(int argc, char** argv) {
             fill_common(vm, options);
             options.command = command;
             options.blocking = !vm["nonblocking"].as<bool>();
+            fill_native(vm, options);
+            if (options.native != NativeMode::Off && !options.blocking) {
+                throw attach::Error(
+                    attach::ErrorKind::Usage,
+                    "--native stops each thread to copy its stack; it cannot be used with --nonblocking");
+            }
             require_target(options, false);
             return run_dump(options);
         }

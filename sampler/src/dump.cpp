@@ -25,7 +25,14 @@ void print_thread(const ThreadSnapshot& thread, std::ostream& out) {
     }
     out << "Traceback (most recent call last):\n";
     for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
+        if (it->native != nullptr) {
+            out << "  [native] " << exporters::frame_label(profile_frame(*it->native, true), true) << "\n";
+            continue;
+        }
         out << "  File \"" << it->code->filename << "\", line " << it->line << ", in " << it->code->function << "\n";
+    }
+    if (thread.native != MergeResult::Merged) {
+        out << "  <native frames left out: " << describe(thread.native) << ">\n";
     }
 }
 
@@ -35,7 +42,7 @@ void print_thread(const ThreadSnapshot& thread, std::ostream& out) {
 // a whole one.
 int run_dump(const DumpOptions& options) {
     PythonProcess process(options.pid, options.python_version);
-    Snapshotter snapshotter(process, options.blocking);
+    Snapshotter snapshotter(process, options.blocking, options.native);
     std::vector<ThreadSnapshot> threads;
     Snapshotter::Outcome outcome = Snapshotter::Outcome::Failed;
     for (int attempt = 0; attempt < kAttempts && outcome == Snapshotter::Outcome::Failed; ++attempt) {

@@ -8,6 +8,7 @@
 
 #include "exporters/exporters.hpp"
 #include "python_process.hpp"
+#include "snapshot.hpp"
 
 namespace pysample::sampler {
 
@@ -15,6 +16,7 @@ struct CommonOptions {
     pid_t pid = 0;
     std::vector<std::string> command;  // launch mode when non-empty
     bool blocking = false;
+    NativeMode native = NativeMode::Off;
     bool verbose = false;
     bool quiet = false;
     std::optional<PythonVersion> python_version;

@@ -58,7 +58,7 @@ std::unique_ptr<PythonProcess> wait_for_python(attach::ChildProcess& child, cons
 class Recorder {
 public:
     Recorder(PythonProcess& process, const RecordOptions& options)
-        : process_(process), options_(options), snapshotter_(process, options.blocking) {}
+        : process_(process), options_(options), snapshotter_(process, options.blocking, options.native) {}
 
     // Takes one sample into the profile; false once the target is gone.
     bool sample(std::uint64_t time_us) {
@@ -81,6 +81,7 @@ public:
     std::uint64_t ticks() const { return ticks_; }
     std::uint64_t failed_ticks() const { return failed_ticks_; }
     const SnapshotStats& stats() const { return snapshotter_.stats(); }
+    const NativeStats* native_stats() const { return snapshotter_.native_stats(); }
     std::chrono::nanoseconds mean_pause() const {
         return ticks_ == 0 ? std::chrono::nanoseconds(0) : pause_total_ / static_cast<std::int64_t>(ticks_);
     }
@@ -90,6 +91,10 @@ private:
     void add_to_profile(const ThreadSnapshot& thread, std::uint64_t time_us) {
         stack_.clear();
         for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
+            if (it->native != nullptr) {
+                stack_.push_back(profile_.intern(profile_frame(*it->native, options_.line_numbers)));
+                continue;
+            }
             int line = options_.line_numbers && it->line > 0 ? it->line : 0;
             stack_.push_back(profile_.intern({it->code->function, it->code->filename, line, it->code->firstlineno}));
         }
@@ -113,6 +118,24 @@ void print_progress(std::uint64_t ticks, double elapsed, std::uint64_t errors) {
     std::fflush(stderr);
 }
 
+void print_native_summary(const NativeStats& native) {
+    std::uint64_t stacks = native.merged + native.not_merged;
+    if (stacks == 0) return;
+    std::fprintf(stderr, "pysample: native stacks: %llu of %llu merged with their Python frames (%.2f%%)",
+                 static_cast<unsigned long long>(native.merged), static_cast<unsigned long long>(stacks),
+                 100.0 * static_cast<double>(native.merged) / static_cast<double>(stacks));
+    if (native.not_merged > 0) {
+        std::string reasons;
+        for (const auto& [reason, count] : native.reasons) {
+            reasons += (reasons.empty() ? "" : ", ") + std::to_string(count) + " " + reason;
+        }
+        std::fprintf(stderr, "; %llu kept as Python-only (%s)", static_cast<unsigned long long>(native.not_merged),
+                     reasons.c_str());
+    }
+    std::fprintf(stderr, "; %.1f KiB of stack copied per stack\n",
+                 static_cast<double>(native.copied_bytes) / 1024.0 / static_cast<double>(stacks));
+}
+
 void print_summary(Recorder& recorder, const RecordOptions& options, const std::vector<std::string>& written) {
     const auto& info = recorder.profile().info;
     const auto& stats = recorder.stats();
@@ -131,7 +154,8 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
                      static_cast<unsigned long long>(stats.rejected),
                      static_cast<unsigned long long>(stats.thread_stacks), reasons.c_str());
     }
-    if (options.blocking) {
+    if (const auto* native = recorder.native_stats()) print_native_summary(*native);
+    if (options.blocking || options.native != NativeMode::Off) {
         std::fprintf(stderr, "pysample: threads were stopped for %.1f us per sample on average\n",
                      static_cast<double>(recorder.mean_pause().count()) / 1000.0);
     }

@@ -6,13 +6,14 @@
 
 namespace pysample::sampler {
 
-Snapshotter::Snapshotter(PythonProcess& process, bool blocking)
+Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode native)
     : process_(process),
       pages_(process.memory()),
       codes_(pages_, process.code_layout(), process.code_type_address()),
       walker_(process.layout(), process.version().major, process.version().minor, pages_, codes_),
       states_(process.pid()) {
-    if (blocking) suspender_ = std::make_unique<attach::ThreadSuspender>(process.pid());
+    if (native != NativeMode::Off) native_ = std::make_unique<NativeStacks>(process, native == NativeMode::All);
+    if (blocking || native_) suspender_ = std::make_unique<attach::ThreadSuspender>(process.pid());
 }
 
 const std::string& Snapshotter::thread_name(pid_t tid) {
@@ -88,9 +89,19 @@ pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread, const std::map<pid_t
     return *tid;
 }
 
+// The threads run again: unwinding and symbolizing their copied stacks costs them nothing.
+void Snapshotter::merge_native_stacks(std::vector<ThreadSnapshot>& snapshots) {
+    for (std::size_t i = 0; i < snapshots.size(); ++i) {
+        auto& snap = snapshots[i];
+        if (!snap.walked || snap.result != WalkResult::Ok) continue;
+        snap.native = native_->merge(captures_[i], eval_calls_[i], snap.frames);
+    }
+}
+
 // Scheduler states are read before the threads are stopped: a stopped thread always looks idle.
 Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool walk_idle) {
     out.clear();
+    if (native_) native_->begin_sample();
     auto states = states_.read_all();
     // An exited process stays listed, as zombie threads, until its parent reaps it.
     bool all_exited = std::all_of(states.begin(), states.end(),
@@ -98,38 +109,57 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
     if (all_exited) return Outcome::ProcessGone;
     std::map<pid_t, char> state_of(states.begin(), states.end());
 
-    attach::ScopedPause pause(suspender_.get());
-    if (!pause.ok()) return Outcome::ProcessGone;
-    pages_.clear();
-    std::uint64_t interp = process_.interpreter_head(pages_);
-    if (interp == 0) return Outcome::Ok;  // runtime not initialised yet, or finalised
-
-    if (auto result = walker_.threads(interp, threads_); result != WalkResult::Ok) {
-        ++stats_.rejected;
-        ++stats_.reasons[result];
-        spdlog::debug("pid {}: thread list unreadable: {}", process_.pid(), describe(result));
-        return Outcome::Failed;
-    }
     bool any_failed = false;
-    for (const auto& thread : threads_) {
-        ThreadSnapshot snap;
-        auto tid = kernel_tid(thread, state_of);
-        snap.id = tid != 0 ? static_cast<std::uint64_t>(tid) : thread.thread_id;
-        auto state = state_of.find(tid);
-        snap.idle = tid != 0 && (state == state_of.end() || state->second != 'R');
-        if (state != state_of.end()) snap.name = thread_name(tid);
-        if (!snap.idle || walk_idle) {
-            ++stats_.thread_stacks;
-            snap.result = suspender_ ? walker_.frames(thread, snap.frames) : walk_consistent(thread, snap.frames);
-            if (snap.result != WalkResult::Ok) {
-                any_failed = true;
-                ++stats_.rejected;
-                ++stats_.reasons[snap.result];
-                snap.frames.clear();
-            }
+    {
+        attach::ScopedPause pause(suspender_.get());
+        if (!pause.ok()) return Outcome::ProcessGone;
+        pages_.clear();
+        std::uint64_t interp = process_.interpreter_head(pages_);
+        if (interp == 0) return Outcome::Ok;  // runtime not initialised yet, or finalised
+
+        if (auto result = walker_.threads(interp, threads_); result != WalkResult::Ok) {
+            ++stats_.rejected;
+            ++stats_.reasons[result];
+            spdlog::debug("pid {}: thread list unreadable: {}", process_.pid(), describe(result));
+            return Outcome::Failed;
         }
-        out.push_back(std::move(snap));
+        if (native_) {
+            captures_.resize(std::max(captures_.size(), threads_.size()));
+            eval_calls_.resize(std::max(eval_calls_.size(), threads_.size()));
+        }
+        for (std::size_t i = 0; i < threads_.size(); ++i) {
+            const auto& thread = threads_[i];
+            ThreadSnapshot snap;
+            auto tid = kernel_tid(thread, state_of);
+            snap.id = tid != 0 ? static_cast<std::uint64_t>(tid) : thread.thread_id;
+            auto state = state_of.find(tid);
+            snap.idle = tid != 0 && (state == state_of.end() || state->second != 'R');
+            if (state != state_of.end()) snap.name = thread_name(tid);
+            if (!snap.idle || walk_idle) {
+                ++stats_.thread_stacks;
+                snap.walked = true;
+                if (native_) {
+                    snap.result = walker_.frames(thread, snap.frames, &eval_calls_[i]);
+                    if (tid != 0) {
+                        native_->capture(tid, captures_[i]);
+                    } else {
+                        captures_[i].ok = false;
+                    }
+                } else {
+                    snap.result =
+                        suspender_ ? walker_.frames(thread, snap.frames) : walk_consistent(thread, snap.frames);
+                }
+                if (snap.result != WalkResult::Ok) {
+                    any_failed = true;
+                    ++stats_.rejected;
+                    ++stats_.reasons[snap.result];
+                    snap.frames.clear();
+                }
+            }
+            out.push_back(std::move(snap));
+        }
     }
+    if (native_) merge_native_stacks(out);
     return any_failed ? Outcome::Failed : Outcome::Ok;
 }
 

@@ -8,6 +8,7 @@
 
 #include "attach/ptrace.hpp"
 #include "attach/threads.hpp"
+#include "native_stack.hpp"
 #include "python_process.hpp"
 #include "stack_walker.hpp"
 
@@ -17,9 +18,13 @@ struct ThreadSnapshot {
     std::uint64_t id = 0;  // kernel tid where the version records it, else the pthread id
     std::string name;
     bool idle = false;
+    bool walked = false;
     WalkResult result = WalkResult::Ok;
-    std::vector<PyFrame> frames;  // innermost first
+    std::vector<PyFrame> frames;  // innermost first; in native mode merged with native frames
+    MergeResult native = MergeResult::Merged;
 };
+
+enum class NativeMode { Off, Filtered, All };
 
 struct SnapshotStats {
     std::uint64_t thread_stacks = 0;  // stacks walked
@@ -30,8 +35,9 @@ struct SnapshotStats {
 class Snapshotter {
 public:
     // With `blocking`, every thread is held under ptrace for the Snapshotter's lifetime and
-    // stopped while each snapshot is read.
-    Snapshotter(PythonProcess& process, bool blocking);
+    // stopped while each snapshot is read. Native mode implies blocking: a thread's registers and
+    // stack are copied while it is stopped, and unwound once it runs again.
+    Snapshotter(PythonProcess& process, bool blocking, NativeMode native = NativeMode::Off);
 
     enum class Outcome { Ok, Failed, ProcessGone };
     // Walks every thread; idle threads are listed but their stacks are walked only if `walk_idle`.
@@ -39,12 +45,14 @@ public:
 
     const SnapshotStats& stats() const { return stats_; }
     attach::ThreadSuspender* suspender() { return suspender_.get(); }
+    const NativeStats* native_stats() const { return native_ ? &native_->stats() : nullptr; }
 
 private:
     const std::string& thread_name(pid_t tid);
     pid_t kernel_tid(const ThreadStateRef& thread, const std::map<pid_t, char>& live);
     WalkResult walk(ThreadStateRef thread, std::vector<PyFrame>& frames);
     WalkResult walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames);
+    void merge_native_stacks(std::vector<ThreadSnapshot>& snapshots);
 
     PythonProcess& process_;
     attach::PageCache pages_;
@@ -56,6 +64,9 @@ private:
     std::map<std::uint64_t, pid_t> tids_by_pthread_;  // before 3.11, where thread states lack the tid
     std::vector<ThreadStateRef> threads_;
     std::vector<PyFrame> previous_walk_;
+    std::unique_ptr<NativeStacks> native_;
+    std::vector<NativeCapture> captures_;
+    std::vector<EvalCalls> eval_calls_;
     SnapshotStats stats_;
 };
 

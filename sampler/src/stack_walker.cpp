@@ -92,16 +92,17 @@ WalkResult StackWalker::refresh_top_frame(ThreadStateRef& thread) {
     return WalkResult::Ok;
 }
 
-WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first) {
+WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first, EvalCalls* calls) {
     innermost_first.clear();
+    if (calls != nullptr) calls->ends.clear();
     if (thread.top_frame == 0) return WalkResult::Ok;
-    return uses_interpreter_frames() ? interpreter_frames(thread.top_frame, innermost_first)
-                                     : legacy_frames(thread.top_frame, innermost_first);
+    return uses_interpreter_frames() ? interpreter_frames(thread.top_frame, innermost_first, calls)
+                                     : legacy_frames(thread.top_frame, innermost_first, calls);
 }
 
 // Up to 3.10: heap PyFrameObjects linked by f_back; f_lasti is a byte offset up to 3.9 and a
 // code-unit index in 3.10.
-WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out) {
+WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls) {
     CycleGuard cycles;
     std::int64_t lasti_scale = (major_ == 3 && minor_ >= 10) ? 2 : 1;
     std::size_t needed =
@@ -114,6 +115,7 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
         if (code == nullptr) return WalkResult::NotCode;
         std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
         out.push_back({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale)});
+        if (calls != nullptr) calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
         frame = attach::field_at<std::uint64_t>(buffer_, layout_.frame_back);
     }
     return WalkResult::Ok;
@@ -124,11 +126,22 @@ bool StackWalker::is_interpreter_plumbing(std::int64_t owner) const {
            (layout_.owner_interpreter >= 0 && owner == layout_.owner_interpreter);
 }
 
+// 3.11 flags the first frame of each evaluation call; 3.12+ pushes a shim frame below it, owned
+// by the C stack (3.12, 3.13) or the interpreter (3.14+). 3.15's threads also end in a base frame
+// owned by the interpreter (previous == 0), which no call pushed.
+bool StackWalker::marks_eval_entry(std::int64_t owner, std::uint64_t previous) const {
+    if (layout_.owner_interpreter >= 0) {
+        bool has_base_frame = major_ > 3 || (major_ == 3 && minor_ >= 15);
+        return owner == layout_.owner_interpreter && !(has_base_frame && previous == 0);
+    }
+    return layout_.owner_cstack >= 0 && owner == layout_.owner_cstack;
+}
+
 // 3.11+: _PyInterpreterFrames linked by `previous`. Frames owned by the C stack (3.12-3.14 shims)
 // or by the interpreter (3.14+ sentinels) are not user code; frames that have not reached their
 // first traceable instruction are not yet visible to the interpreter's own tracebacks either.
 // From 3.14 the code pointer is a tagged _PyStackRef whose low bits carry flags.
-WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out) {
+WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls) {
     CycleGuard cycles;
     buffer_.resize(static_cast<std::size_t>(layout_.iframe_size));
     while (frame != 0) {
@@ -138,6 +151,9 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
         auto owner = static_cast<std::int64_t>(attach::field_at<std::uint8_t>(buffer_, layout_.iframe_owner));
         std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_code) & code_pointer_mask_;
         if (is_interpreter_plumbing(owner)) {
+            if (calls != nullptr && marks_eval_entry(owner, previous)) {
+                calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
+            }
             frame = previous;
             continue;
         }
@@ -148,6 +164,10 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
         auto byte_offset = static_cast<std::int64_t>(instr - code_start);
         bool incomplete = owner != layout_.owner_generator && byte_offset < 2 * std::int64_t{code->firsttraceable};
         if (!incomplete) out.push_back({code, code->line_at(byte_offset < 0 ? -1 : byte_offset)});
+        if (calls != nullptr && layout_.iframe_is_entry >= 0 &&
+            attach::field_at<std::uint8_t>(buffer_, layout_.iframe_is_entry) != 0) {
+            calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
+        }
         frame = previous;
     }
     return WalkResult::Ok;

@@ -9,6 +9,10 @@
 #include "layout.hpp"
 #include "symbolize/pycode.hpp"
 
+namespace pysample::symbolize {
+struct NativeFrameInfo;
+}
+
 namespace pysample::sampler {
 
 struct ThreadStateRef {
@@ -18,9 +22,19 @@ struct ThreadStateRef {
     std::uint64_t top_frame = 0;  // innermost frame, 0 when the thread runs no Python code
 };
 
+// One frame of a sample: a Python frame (code and line) or, in native mode, a native one.
 struct PyFrame {
     const symbolize::CodeInfo* code = nullptr;
     int line = 0;
+    const symbolize::NativeFrameInfo* native = nullptr;  // set for native frames, whose code is nullptr
+};
+
+// Which Python frames each call of the interpreter's evaluation function runs, innermost call
+// first: call i runs frames [ends[i-1], ends[i]) of the innermost-first frame list (from 0 for the
+// first call). Before 3.11 every frame has its own call; from 3.11 a call runs Python-to-Python
+// calls inline, and a call may not have pushed a visible frame yet (an empty range).
+struct EvalCalls {
+    std::vector<std::uint32_t> ends;
 };
 
 enum class WalkResult { Ok, ReadFailed, NotCode, TooDeep, Torn };
@@ -34,16 +48,17 @@ public:
     WalkResult threads(std::uint64_t interp, std::vector<ThreadStateRef>& out);
     // The thread's Python frames, innermost first. Rejects the whole stack rather than returning a
     // part of it when a frame cannot be read or does not hold a code object.
-    WalkResult frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first);
+    WalkResult frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first, EvalCalls* calls = nullptr);
     // Reads the thread's innermost frame pointer again.
     WalkResult refresh_top_frame(ThreadStateRef& thread);
 
 private:
     std::uint64_t read_top_frame(std::uint64_t frame_field);
-    WalkResult legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out);
-    WalkResult interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out);
+    WalkResult legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls);
+    WalkResult interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls);
     bool uses_interpreter_frames() const { return layout_.iframe_size > 0; }
     bool is_interpreter_plumbing(std::int64_t owner) const;
+    bool marks_eval_entry(std::int64_t owner, std::uint64_t previous) const;
 
     static constexpr std::size_t kMaxDepth = 4096;
     static constexpr std::size_t kMaxThreads = 16384;

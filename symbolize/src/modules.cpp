@@ -13,9 +13,7 @@ namespace {
 
 constexpr auto kMinRefreshInterval = std::chrono::milliseconds(20);
 
-bool is_file_mapping(const attach::MapEntry& entry) {
-    return !entry.path.empty() && entry.path.front() == '/';
-}
+bool is_file_mapping(const attach::MapEntry& entry) { return !entry.path.empty() && entry.path.front() == '/'; }
 
 std::string base_name(const std::string& path) {
     auto slash = path.rfind('/');

@@ -16,11 +16,11 @@ namespace pysample::symbolize {
 
 // One file mapped into the process (all of its mappings together).
 struct Module {
-    std::string path;  // as the target sees it (from /proc/PID/maps)
-    std::string name;  // file name without directories, e.g. "libc.so.6"
-    std::uint64_t start = 0;  // lowest address of any of its mappings
-    std::uint64_t end = 0;    // one past the highest
-    std::uint64_t bias = 0;   // runtime address minus link-time address
+    std::string path;                    // as the target sees it (from /proc/PID/maps)
+    std::string name;                    // file name without directories, e.g. "libc.so.6"
+    std::uint64_t start = 0;             // lowest address of any of its mappings
+    std::uint64_t end = 0;               // one past the highest
+    std::uint64_t bias = 0;              // runtime address minus link-time address
     std::shared_ptr<const ElfFile> elf;  // nullptr when the file could not be opened or parsed
 
     // Offset of a runtime address from where the file is loaded (what `name+0x...` shows).
