@@ -16,7 +16,7 @@ constexpr std::uint64_t kRedZone = 128;
 // The interpreter's own call machinery between Python frames and around C functions: what a
 // call from Python to Python or to a builtin passes through. Matched on the name up to any
 // compiler suffix (`.cold`, `.isra.0`).
-constexpr std::array<std::string_view, 33> kPlumbingPrefixes = {
+constexpr std::array<std::string_view, 34> kPlumbingPrefixes = {
     "_PyEval_",
     "PyEval_",
     "_PyFunction_Vectorcall",
@@ -50,6 +50,7 @@ constexpr std::array<std::string_view, 33> kPlumbingPrefixes = {
     "_Py_call_instrumentation",
     "function_call",
     "instancemethod_call",
+    "_Py_VectorCall",
 };
 
 std::string_view base_name(std::string_view function) {

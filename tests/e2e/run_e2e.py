@@ -486,6 +486,155 @@ def test_embedded(pysample, python, tmp):
         check_dump_sleeper(pysample, workload)
 
 
+def native_merge_rate(python, stderr):
+    """The summary's count of native stacks merged with their Python frames; at least 99% from 3.8."""
+    match = re.search(r"native stacks: (\d+) of (\d+) merged", stderr)
+    check(match, "no native-stack summary in: %s" % stderr)
+    merged, total = int(match.group(1)), int(match.group(2))
+    check(total >= 100, "only %d native stacks sampled" % total)
+    rate = 100.0 * merged / total
+    print("native merge rate: %d of %d stacks (%.2f%%) on Python %d.%d" % ((merged, total, rate) +
+                                                                          python_version(python)))
+    if python_version(python) >= (3, 8):
+        check(rate >= 99.0, "only %.2f%% of native stacks merged (at least 99%% expected)" % rate)
+    return merged
+
+
+def is_python_frame(frame):
+    return frame[1] is not None and frame[1].endswith(".py")
+
+
+def check_interleaving(stacks, path, python_chain, native_between, merged):
+    """Stacks that reach the innermost function of `python_chain` ((function, line or None)..., root
+    first): exactly those Python frames in order, and native frames between the last two whose
+    functions match each regex of `native_between` in that order. Stacks without native frames are
+    the ones that could not be merged; there are no more of them than the summary says."""
+    leaf = python_chain[-1][0]
+    reaching = [(frames, count) for frames, count in stacks if any(f[0] == leaf and f[1] == path for f in frames)]
+    check(reaching, "no stack reaches %s: %r" % (leaf, stacks[:3]))
+    python_only = 0
+    for frames, count in reaching:
+        python = [(f[0], f[2]) for f in frames if is_python_frame(f)]
+        check(len(python) >= len(python_chain) and
+              all(name == want and (line is None or got == line)
+                  for (name, got), (want, line) in zip(python, python_chain)),
+              "Python frames %r, expected %r" % (python, python_chain))
+        if all(is_python_frame(f) for f in frames):
+            python_only += count
+            continue
+        check(is_python_frame(frames[0]), "native frames below the outermost Python frame: %r" % frames)
+        caller = max(i for i, f in enumerate(frames) if f[0] == python_chain[-2][0] and is_python_frame(f))
+        callee = min(i for i, f in enumerate(frames) if f[0] == leaf and is_python_frame(f) and i > caller)
+        between = frames[caller + 1:callee]
+        check(between and not any(is_python_frame(f) for f in between),
+              "no native frames between %s and %s: %r" % (python_chain[-2][0], leaf, frames))
+        position = 0
+        for pattern in native_between:
+            found = [i for i, f in enumerate(between) if i >= position and re.search(pattern, f[0])]
+            check(found, "no native frame matching %r (in order) between %s and %s: %r" %
+                  (pattern, python_chain[-2][0], leaf, between))
+            position = found[0] + 1
+    total = sum(c for _, c in reaching)
+    print("%d of %d samples in %s have native frames in place" % (total - python_only, total, leaf))
+    check(total - python_only > 0, "no merged sample reaches %s" % leaf)
+    check(python_only <= sum(c for _, c in stacks) - merged, "more Python-only samples than unmerged stacks")
+
+
+def test_native_qsort(pysample, python, tmp):
+    """Python -> ctypes -> libc qsort -> callback -> Python: the C frames sit between the Python
+    frames that call them and that they call, in order."""
+    m = markers("native_qsort.py")
+    with Workload(python, "native_qsort.py") as workload:
+        stacks, result = record(pysample, workload.pid, tmp, "--native", "--rate", "200", duration=4)
+    merged = native_merge_rate(python, result.stderr)
+    chain = [("<module>", m["callmain"]), ("main", m["callsort"]), ("sort_with_qsort", m["qsort"]),
+             ("py_compare", None)]
+    check_interleaving(stacks, workload.path, chain, [r"^ffi_call", r"qsort|msort"], merged)
+    check(not any(f[0].startswith("_PyEval_EvalFrame") for frames, _ in stacks for f in frames),
+          "the interpreter's evaluation function left in place of Python frames")
+
+
+def build_cxx_extension(python, tmp):
+    """Builds tests/e2e/native/cxxwork.cpp against `python`'s headers; returns the directory to
+    import it from, as the interpreter sees it."""
+    root = python.split("::", 1)[0] if "::" in python else ""
+    command, _ = interpreter_command(python, "sleeper.py")
+    query = ("import sysconfig; p = sysconfig.get_paths(); print(p['include']); print(p['platinclude'])")
+    paths = subprocess.run(command[:-1] + ["-c", query], capture_output=True, text=True, check=True)
+    includes = [root + line for line in paths.stdout.split()]
+    check(any(os.path.exists(os.path.join(d, "Python.h")) for d in includes),
+          "no Python.h for %s in %r (install the interpreter's -dev package)" % (python, includes))
+    if root:
+        inner = os.path.join("/tmp", "pysample-workloads", "cxx-%d" % os.getpid())
+        outdir = root + inner
+    else:
+        inner = outdir = os.path.join(tmp, "cxx")
+    os.makedirs(outdir, exist_ok=True)
+    compile_command = ["g++", "-shared", "-fPIC", "-O1", "-g", "-o", os.path.join(outdir, "cxxwork.so"),
+                       os.path.join(HERE, "native", "cxxwork.cpp")] + ["-I" + d for d in includes]
+    if root:
+        # Debian's pyconfig.h includes the multiarch one relative to /usr/include.
+        compile_command += ["-idirafter", os.path.join(root, "usr", "include")]
+    print("$ " + " ".join(compile_command))
+    subprocess.run(compile_command, check=True, timeout=120)
+    return inner, outdir
+
+
+def test_native_cxx(pysample, python, tmp):
+    """A C++ extension module (namespaces, templates) between Python frames, with demangled names."""
+    m = markers("native_cxx.py")
+    inner, outdir = build_cxx_extension(python, tmp)
+    try:
+        with Workload(python, "native_cxx.py", inner) as workload:
+            stacks, result = record(pysample, workload.pid, tmp, "--native", "--rate", "200", duration=4)
+    finally:
+        if outdir != inner:
+            shutil.rmtree(outdir, ignore_errors=True)
+    merged = native_merge_rate(python, result.stderr)
+    chain = [("<module>", m["calldrive"]), ("drive", m["run"]), ("callback", None)]
+    check_interleaving(stacks, workload.path, chain, [r"^pysample_test::detail::Accumulator<long>::fold\("], merged)
+    spin = r"^pysample_test::detail::Accumulator<long>::spin\(long\)$"
+    in_spin = [frames for frames, _ in stacks if re.search(spin, frames[-1][0])]
+    check(in_spin, "no sample in the C++ leaf function; leaves: %r" % sorted({f[-1][0] for f, _ in stacks}))
+    check(all(re.search(r"Accumulator<long>::fold\(", frames[-2][0]) and frames[-2][1].endswith("cxxwork.cpp")
+              for frames in in_spin), "spin() not called from fold() (with its source file): %r" % in_spin[0])
+    check(all(("drive", m["run"]) in [(f[0], f[2]) for f in frames] for frames in in_spin),
+          "the C++ frames are not under drive(): %r" % in_spin[0])
+
+
+def test_native_blocked(pysample, python, tmp):
+    """Threads blocked in system calls show the libc call at the top with `dump --native`, and
+    `--native-all` adds the start-up frames below the Python ones."""
+    m = markers("native_blocked.py")
+    with Workload(python, "native_blocked.py") as workload:
+        time.sleep(0.3)
+        result = run_pysample(pysample, ["dump", "--native", "--pid", str(workload.pid)])
+        everything = run_pysample(pysample, ["dump", "--native-all", "--pid", str(workload.pid)])
+    print(result.stdout)
+    check(result.returncode == 0, "dump --native failed with %d" % result.returncode)
+    threads = result.stdout.split("\nThread ")[1:]
+    check(len(threads) == 2, "expected 2 threads in: %s" % result.stdout)
+    expectations = [("sleep_in_main", m["sleep"], r"nanosleep|select"), ("wait_in_select", m["select"], r"select")]
+    for function, line, syscall in expectations:
+        thread = [t for t in threads if 'line %d, in %s' % (line, function) in t]
+        check(thread, "no thread in %s at line %d" % (function, line))
+        lines = [l.strip() for l in thread[0].splitlines() if l.strip()]
+        position = max(i for i, l in enumerate(lines) if l.startswith("File "))
+        check(lines[position].endswith("line %d, in %s" % (line, function)), "innermost Python frame: %r" % lines)
+        above = lines[position + 1:]
+        check(above and all(l.startswith("[native] ") for l in above), "no native frames above %s: %r" % (function, lines))
+        # libc's own system-call helpers may sit above the call (unnamed without libc's symbols).
+        calls = [i for i, l in enumerate(above) if re.search(syscall, l)]
+        check(calls, "no %s call above the Python frame: %r" % (syscall, above))
+        check(all(re.search(r"\(libc\.so\.6\+|sysdeps/|nptl/", l) for l in above[calls[-1] + 1:]),
+              "frames above the %s call that are not libc's: %r" % (syscall, above))
+    print(everything.stdout)
+    check(everything.returncode == 0, "dump --native-all failed with %d" % everything.returncode)
+    startup = re.compile(r"\[native\] (_start|__libc_start_main|Py_BytesMain|Py_Main|main|start_thread|clone3?) ")
+    check(startup.search(everything.stdout), "--native-all shows no start-up frames")
+    check(not startup.search(result.stdout), "--native shows start-up frames")
+
+
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SYSTEM_PYTHON = "/usr/bin/python3"
 
