@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "attach/maps.hpp"
 
@@ -50,7 +51,16 @@ ElfFile::ElfFile(const std::string& path) : path_(path) {
     }
 }
 
-ElfFile::~ElfFile() { ::munmap(const_cast<std::uint8_t*>(data_), size_); }
+ElfFile::ElfFile(std::string name, std::vector<std::uint8_t> image) : path_(std::move(name)), owned_(std::move(image)) {
+    if (owned_.size() < sizeof(Elf64_Ehdr)) throw std::runtime_error(path_ + " is too small to be an ELF image");
+    data_ = owned_.data();
+    size_ = owned_.size();
+    parse();
+}
+
+ElfFile::~ElfFile() {
+    if (owned_.empty()) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+}
 
 void ElfFile::parse() {
     Elf64_Ehdr header;

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "attach/error.hpp"
+#include "attach/memory.hpp"
 #include "attach/threads.hpp"
 
 namespace pysample::symbolize {
@@ -13,7 +14,21 @@ namespace {
 
 constexpr auto kMinRefreshInterval = std::chrono::milliseconds(20);
 
-bool is_file_mapping(const attach::MapEntry& entry) { return !entry.path.empty() && entry.path.front() == '/'; }
+constexpr std::string_view kVdso = "[vdso]";
+
+bool is_module_mapping(const attach::MapEntry& entry) {
+    return (!entry.path.empty() && entry.path.front() == '/') || entry.path == kVdso;
+}
+
+// The vDSO (clock_gettime and friends) has no file: its image is read out of the process.
+std::shared_ptr<const ElfFile> load_vdso(pid_t pid, const attach::MapEntry& mapping) {
+    std::vector<std::uint8_t> image(mapping.end - mapping.start);
+    attach::ProcessMemory memory(pid);
+    if (!memory.read(mapping.start, image.data(), image.size())) {
+        throw std::runtime_error("cannot read the vDSO of process " + std::to_string(pid));
+    }
+    return std::make_shared<const ElfFile>(std::string(kVdso), std::move(image));
+}
 
 std::string base_name(const std::string& path) {
     auto slash = path.rfind('/');
@@ -50,7 +65,7 @@ bool ModuleMap::refresh() {
     std::vector<Module> fresh;
     std::map<std::string, std::size_t> open_run;
     for (const auto& entry : maps_) {
-        if (!is_file_mapping(entry)) continue;
+        if (!is_module_mapping(entry)) continue;
         auto run = open_run.find(entry.path);
         if (run != open_run.end() && entry.offset != 0) {
             fresh[run->second].end = std::max(fresh[run->second].end, entry.end);
@@ -79,8 +94,10 @@ bool ModuleMap::refresh() {
         }
         changed = true;
         try {
-            module.elf = std::make_shared<const ElfFile>(attach::path_in_root(pid_, module.path));
             attach::MapEntry lowest{module.start, module.end, 0, "r--p", module.path};
+            module.elf = module.path == kVdso
+                             ? load_vdso(pid_, lowest)
+                             : std::make_shared<const ElfFile>(attach::path_in_root(pid_, module.path));
             module.bias = module.elf->load_bias(lowest);
         } catch (const std::exception& e) {
             spdlog::debug("pid {}: {} is not a readable ELF file: {}", pid_, module.path, e.what());

@@ -602,6 +602,23 @@ def test_native_cxx(pysample, python, tmp):
           "the C++ frames are not under drive(): %r" % in_spin[0])
 
 
+def test_native_clock(pysample, python, tmp):
+    """Samples taken inside the vDSO (time.time() -> clock_gettime), which has no file on disk,
+    unwind and merge like any other."""
+    m = markers("native_clock.py")
+    with Workload(python, "native_clock.py") as workload:
+        stacks, result = record(pysample, workload.pid, tmp, "--native", "--rate", "200", duration=4)
+    native_merge_rate(python, result.stderr)
+    in_vdso = [(frames, count) for frames, count in stacks if frames[-1][1] and frames[-1][1].startswith("[vdso]")]
+    total = sum(c for _, c in stacks)
+    print("%d of %d samples in the vDSO" % (sum(c for _, c in in_vdso), total))
+    check(in_vdso, "no sample in the vDSO; leaves: %r" % sorted({f[-1] for f, _ in stacks})[:20])
+    for frames, _ in in_vdso:
+        python = [(f[0], f[2]) for f in frames if is_python_frame(f)]
+        check(python == [("<module>", m["callclock"]), ("read_clock", m["clock"])],
+              "vDSO sample under the wrong Python frames: %r" % frames)
+
+
 def test_native_blocked(pysample, python, tmp):
     """Threads blocked in system calls show the libc call at the top with `dump --native`, and
     `--native-all` adds the start-up frames below the Python ones."""

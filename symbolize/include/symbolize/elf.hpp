@@ -35,6 +35,8 @@ public:
 
     // Throws std::runtime_error naming the path and what was wrong.
     explicit ElfFile(const std::string& path);
+    // An image copied out of a process (the kernel's vDSO has no file); `name` is for messages.
+    ElfFile(std::string name, std::vector<std::uint8_t> image);
     ~ElfFile();
     ElfFile(const ElfFile&) = delete;
     ElfFile& operator=(const ElfFile&) = delete;
@@ -66,6 +68,7 @@ private:
     std::string path_;
     const std::uint8_t* data_ = nullptr;
     std::size_t size_ = 0;
+    std::vector<std::uint8_t> owned_;  // the image when it was not mapped from a file
     bool type_is_dyn_ = false;
     std::vector<Section> sections_;
     std::vector<Segment> segments_;
