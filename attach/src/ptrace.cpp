@@ -73,9 +73,10 @@ bool ThreadSuspender::wait_for_interrupt_stop(pid_t tid, Tracee& tracee) {
     }
 }
 
+// The pause is timed from the first interrupt: listing and seizing new threads stops nobody.
 bool ThreadSuspender::pause() {
-    pause_start_ = std::chrono::steady_clock::now();
     seize_new_threads();
+    pause_start_ = std::chrono::steady_clock::now();
     std::vector<pid_t> interrupted;
     for (auto& [tid, tracee] : tracees_) {
         if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) interrupted.push_back(tid);

@@ -28,6 +28,22 @@ int Box<T>::twice(T value) {
 
 template struct Box<int>;
 
+int inlined_call_line = 0;
+
+static inline __attribute__((always_inline)) int inlined_helper(int x) {
+    int sum = 0;
+    for (int i = 0; i < x; ++i) sum += (i * x) ^ (sum >> 3);
+    return sum;
+}
+
+constexpr int outer_first_line = __LINE__ + 1;
+__attribute__((noinline)) int outer_with_inline(int x) {
+    inlined_call_line = __LINE__ + 1;
+    int sum = inlined_helper(x);
+    return sum + 1;
+}
+constexpr int outer_last_line = __LINE__ - 1;
+
 }  // namespace probe
 
 namespace {
@@ -94,6 +110,29 @@ TEST_CASE("a function template of this binary is named, demangled, with its sour
     CHECK(inside.function == "probe::Box<int>::twice(int)");
     CHECK(inside.module_offset == address - module->start);
     CHECK(&symbolizer.lookup(address + 1) == &inside);
+}
+
+TEST_CASE("code inlined into a function is attributed to the call in that function") {
+    volatile int input = 7;
+    REQUIRE(probe::outer_with_inline(input) > 0);
+    auto start = reinterpret_cast<std::uintptr_t>(&probe::outer_with_inline);
+    symbolize::ModuleMap modules(::getpid());
+    symbolize::NativeSymbolizer symbolizer(modules);
+
+    constexpr std::uintptr_t kMaxBytes = 256;
+    std::uintptr_t covered = 0;
+    bool call_line_seen = false;
+    for (; covered < kMaxBytes; ++covered) {
+        const auto& info = symbolizer.lookup(start + covered);
+        if (info.function != "probe::outer_with_inline(int)") break;
+        INFO("outer_with_inline+" << covered << " is at " << info.source_file << ":" << info.line);
+        CHECK(info.source_file.ends_with("test_native_symbols.cpp"));
+        CHECK(info.line >= probe::outer_first_line);
+        CHECK(info.line <= probe::outer_last_line);
+        call_line_seen = call_line_seen || info.line == probe::inlined_call_line;
+    }
+    CHECK(covered > 0);
+    CHECK(call_line_seen);
 }
 
 TEST_CASE("a libc function is named from libc, with source lines when its debug file is installed") {

@@ -19,8 +19,8 @@ struct NativeFrameInfo {
     std::string module_path;          // Module::path
     std::uint64_t module_offset = 0;  // function start - Module::start when the function is known, else
                                       // address - Module::start
-    std::string source_file;          // as recorded in DWARF line info; empty when unknown
-    int line = 0;                     // 0 when unknown
+    std::string source_file;  // from DWARF; code inlined into the function gives its call site; empty when unknown
+    int line = 0;             // 0 when unknown
 };
 
 // Symbols come from .symtab (else .dynsym) of each module or of its separate debug file, found by
