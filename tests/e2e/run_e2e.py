@@ -263,6 +263,7 @@ def test_idle(pysample, python, tmp):
     """A thread sleeping in time.sleep is dropped by default and kept, with its exact stack, with --idle."""
     m = markers("sleeper.py")
     with Workload(python, "sleeper.py", 30) as workload:
+        time.sleep(0.3)  # 'ready' is printed just before the sleep starts: let it start
         stacks, _ = record(pysample, workload.pid, tmp, duration=1)
         check(sum(c for _, c in stacks) == 0, "idle thread sampled without --idle: %r" % stacks)
         stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=1)
