@@ -100,6 +100,26 @@ void ThreadSuspender::resume() {
     last_pause_ = std::chrono::steady_clock::now() - pause_start_;
 }
 
+bool ThreadSuspender::pause_thread(pid_t tid) {
+    auto it = tracees_.find(tid);
+    if (it == tracees_.end()) {
+        if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) return false;
+        it = tracees_.emplace(tid, Tracee{}).first;
+    }
+    pause_start_ = std::chrono::steady_clock::now();
+    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return false;
+    return wait_for_interrupt_stop(tid, it->second);
+}
+
+void ThreadSuspender::resume_thread(pid_t tid) {
+    auto it = tracees_.find(tid);
+    if (it == tracees_.end() || !it->second.stopped) return;
+    ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(it->second.pending_signal)));
+    it->second.stopped = false;
+    it->second.pending_signal = 0;
+    last_pause_ = std::chrono::steady_clock::now() - pause_start_;
+}
+
 void ThreadSuspender::detach_all() noexcept {
     std::vector<pid_t> tids;
     for (const auto& entry : tracees_) tids.push_back(entry.first);

@@ -69,7 +69,6 @@ public:
             return false;
         }
         if (outcome == Snapshotter::Outcome::Failed) ++failed_ticks_;
-        if (auto* suspender = snapshotter_.suspender()) pause_total_ += suspender->last_pause_duration();
         for (const auto& thread : threads_) {
             if ((thread.idle && !options_.idle) || thread.frames.empty()) continue;
             add_to_profile(thread, time_us);
@@ -82,9 +81,8 @@ public:
     std::uint64_t failed_ticks() const { return failed_ticks_; }
     const SnapshotStats& stats() const { return snapshotter_.stats(); }
     const NativeStats* native_stats() const { return snapshotter_.native_stats(); }
-    std::chrono::nanoseconds mean_pause() const {
-        return ticks_ == 0 ? std::chrono::nanoseconds(0) : pause_total_ / static_cast<std::int64_t>(ticks_);
-    }
+    std::chrono::nanoseconds mean_pause() const { return snapshotter_.mean_pause(); }
+    bool stops_each_thread() const { return snapshotter_.stops_each_thread(); }
     attach::ThreadSuspender* suspender() { return snapshotter_.suspender(); }
 
 private:
@@ -109,7 +107,6 @@ private:
     std::vector<exporters::FrameId> stack_;
     std::uint64_t ticks_ = 0;
     std::uint64_t failed_ticks_ = 0;
-    std::chrono::nanoseconds pause_total_{0};
 };
 
 void print_progress(std::uint64_t ticks, double elapsed, std::uint64_t errors) {
@@ -155,7 +152,10 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
                      static_cast<unsigned long long>(stats.thread_stacks), reasons.c_str());
     }
     if (const auto* native = recorder.native_stats()) print_native_summary(*native);
-    if (options.blocking || options.native != NativeMode::Off) {
+    if (recorder.stops_each_thread()) {
+        std::fprintf(stderr, "pysample: each thread was stopped for %.1f us per stack read on average\n",
+                     static_cast<double>(recorder.mean_pause().count()) / 1000.0);
+    } else if (options.blocking) {
         std::fprintf(stderr, "pysample: threads were stopped for %.1f us per sample on average\n",
                      static_cast<double>(recorder.mean_pause().count()) / 1000.0);
     }

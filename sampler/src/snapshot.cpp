@@ -14,6 +14,7 @@ Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode nativ
       states_(process.pid()) {
     if (native != NativeMode::Off) native_ = std::make_unique<NativeStacks>(process, native == NativeMode::All);
     if (blocking || native_) suspender_ = std::make_unique<attach::ThreadSuspender>(process.pid());
+    stop_each_thread_ = native_ && !blocking;
 }
 
 const std::string& Snapshotter::thread_name(pid_t tid) {
@@ -111,7 +112,8 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
 
     bool any_failed = false;
     {
-        attach::ScopedPause pause(suspender_.get());
+        // Native mode alone stops one thread at a time, while its own stack is read.
+        attach::ScopedPause pause(stop_each_thread_ ? nullptr : suspender_.get());
         if (!pause.ok()) return Outcome::ProcessGone;
         pages_.clear();
         std::uint64_t interp = process_.interpreter_head(pages_);
@@ -128,27 +130,16 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
             eval_calls_.resize(std::max(eval_calls_.size(), threads_.size()));
         }
         for (std::size_t i = 0; i < threads_.size(); ++i) {
-            const auto& thread = threads_[i];
             ThreadSnapshot snap;
-            auto tid = kernel_tid(thread, state_of);
-            snap.id = tid != 0 ? static_cast<std::uint64_t>(tid) : thread.thread_id;
+            auto tid = kernel_tid(threads_[i], state_of);
+            snap.id = tid != 0 ? static_cast<std::uint64_t>(tid) : threads_[i].thread_id;
             auto state = state_of.find(tid);
             snap.idle = tid != 0 && (state == state_of.end() || state->second != 'R');
             if (state != state_of.end()) snap.name = thread_name(tid);
             if (!snap.idle || walk_idle) {
                 ++stats_.thread_stacks;
                 snap.walked = true;
-                if (native_) {
-                    snap.result = walker_.frames(thread, snap.frames, &eval_calls_[i]);
-                    if (tid != 0) {
-                        native_->capture(tid, captures_[i]);
-                    } else {
-                        captures_[i].ok = false;
-                    }
-                } else {
-                    snap.result =
-                        suspender_ ? walker_.frames(thread, snap.frames) : walk_consistent(thread, snap.frames);
-                }
+                snap.result = read_thread(i, tid, snap.frames);
                 if (snap.result != WalkResult::Ok) {
                     any_failed = true;
                     ++stats_.rejected;
@@ -159,8 +150,34 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
             out.push_back(std::move(snap));
         }
     }
+    if (suspender_ && !stop_each_thread_) count_pause(suspender_->last_pause_duration());
     if (native_) merge_native_stacks(out);
     return any_failed ? Outcome::Failed : Outcome::Ok;
+}
+
+WalkResult Snapshotter::read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames) {
+    const auto& thread = threads_[index];
+    if (!native_) return suspender_ ? walker_.frames(thread, frames) : walk_consistent(thread, frames);
+    captures_[index].ok = false;
+    if (!stop_each_thread_) {
+        if (tid != 0) native_->capture(tid, captures_[index]);
+        return walker_.frames(thread, frames, &eval_calls_[index]);
+    }
+    if (tid == 0 || !suspender_->pause_thread(tid)) return walk_consistent(thread, frames);
+    // What was read before the thread stopped may be stale: its frame pointer and cached pages.
+    pages_.clear();
+    ThreadStateRef stopped = thread;
+    WalkResult result = walker_.refresh_top_frame(stopped);
+    if (result == WalkResult::Ok) result = walker_.frames(stopped, frames, &eval_calls_[index]);
+    native_->capture(tid, captures_[index]);
+    suspender_->resume_thread(tid);
+    count_pause(suspender_->last_pause_duration());
+    return result;
+}
+
+void Snapshotter::count_pause(std::chrono::nanoseconds duration) {
+    pause_total_ += duration;
+    ++pauses_;
 }
 
 }  // namespace pysample::sampler

@@ -35,8 +35,9 @@ struct SnapshotStats {
 class Snapshotter {
 public:
     // With `blocking`, every thread is held under ptrace for the Snapshotter's lifetime and
-    // stopped while each snapshot is read. Native mode implies blocking: a thread's registers and
-    // stack are copied while it is stopped, and unwound once it runs again.
+    // stopped while each snapshot is read. Native mode holds them too, but stops one thread at a
+    // time (all at once with `blocking`) while its Python frames, registers and stack are copied;
+    // the stack is unwound once the thread runs again.
     Snapshotter(PythonProcess& process, bool blocking, NativeMode native = NativeMode::Off);
 
     enum class Outcome { Ok, Failed, ProcessGone };
@@ -46,6 +47,12 @@ public:
     const SnapshotStats& stats() const { return stats_; }
     attach::ThreadSuspender* suspender() { return suspender_.get(); }
     const NativeStats* native_stats() const { return native_ ? &native_->stats() : nullptr; }
+    // Mean time threads were held stopped: per sample when all are stopped together, per thread
+    // stack in native mode alone. Zero when nothing is stopped.
+    std::chrono::nanoseconds mean_pause() const {
+        return pauses_ == 0 ? std::chrono::nanoseconds(0) : pause_total_ / static_cast<std::int64_t>(pauses_);
+    }
+    bool stops_each_thread() const { return stop_each_thread_; }
 
 private:
     const std::string& thread_name(pid_t tid);
@@ -53,6 +60,8 @@ private:
     WalkResult walk(ThreadStateRef thread, std::vector<PyFrame>& frames);
     WalkResult walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames);
     void merge_native_stacks(std::vector<ThreadSnapshot>& snapshots);
+    WalkResult read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames);
+    void count_pause(std::chrono::nanoseconds duration);
 
     PythonProcess& process_;
     attach::PageCache pages_;
@@ -67,6 +76,9 @@ private:
     std::unique_ptr<NativeStacks> native_;
     std::vector<NativeCapture> captures_;
     std::vector<EvalCalls> eval_calls_;
+    bool stop_each_thread_ = false;
+    std::chrono::nanoseconds pause_total_{0};
+    std::uint64_t pauses_ = 0;
     SnapshotStats stats_;
 };
 

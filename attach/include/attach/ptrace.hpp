@@ -21,9 +21,14 @@ public:
     // Stops every thread (seizing new ones first). Returns false when the process has gone.
     bool pause();
     void resume();
+    // Stops one thread of the process (seizing it first if new), leaving the others running.
+    // Returns false when it has exited or cannot be traced.
+    bool pause_thread(pid_t tid);
+    void resume_thread(pid_t tid);
     bool paused() const { return paused_; }
     // Exit status of the main thread if it was reaped here (the caller may be the target's parent).
     std::optional<int> reaped_exit_status() const { return exit_status_; }
+    // How long the last pause() / pause_thread() lasted until its resume.
     std::chrono::nanoseconds last_pause_duration() const { return last_pause_; }
 
 private:
