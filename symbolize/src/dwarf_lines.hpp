@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "attach/file_descriptor.hpp"
+
 namespace pysample::symbolize {
 
 struct SourceLine {
@@ -45,24 +47,11 @@ private:
     static DieRanges inlined_call_ranges(Dwarf_Die& function);
     static void sort_by_low(DieRanges& ranges);
 
-    class FileDescriptor {
-    public:
-        explicit FileDescriptor(int fd) : fd_(fd) {}
-        ~FileDescriptor() {
-            if (fd_ >= 0) ::close(fd_);
-        }
-        FileDescriptor(const FileDescriptor&) = delete;
-        FileDescriptor& operator=(const FileDescriptor&) = delete;
-        int get() const { return fd_; }
-
-    private:
-        int fd_;
-    };
     struct DwarfEnd {
         void operator()(Dwarf* dwarf) const { dwarf_end(dwarf); }
     };
 
-    FileDescriptor fd_;  // declared before dwarf_, which reads through it until dwarf_end
+    attach::FileDescriptor fd_;  // declared before dwarf_, which reads through it until dwarf_end
     std::unique_ptr<Dwarf, DwarfEnd> dwarf_;
     bool units_indexed_ = false;
     DieRanges units_;

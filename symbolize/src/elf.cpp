@@ -11,24 +11,13 @@
 #include <stdexcept>
 #include <utility>
 
+#include "attach/file_descriptor.hpp"
 #include "attach/maps.hpp"
 
 namespace pysample::symbolize {
 namespace {
 
-class FileDescriptor {
-public:
-    explicit FileDescriptor(int fd) : fd_(fd) {}
-    ~FileDescriptor() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
+using attach::FileDescriptor;
 
 }  // namespace
 
