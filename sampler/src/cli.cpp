@@ -56,8 +56,12 @@ po::options_description record_options() {
         ("format,f", po::value<std::string>(), format_help.c_str())
         ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
                                         "slows the program); default reads without stopping it")
-        ("idle,i", po::bool_switch(), "Keep samples of threads that are not running on a CPU")
+        ("idle,i", po::bool_switch(), "Keep samples of threads that are not running on a CPU (same as --mode wall)")
+        ("mode", po::value<std::string>(), "cpu: sample threads running on a CPU (default); wall: every thread, "
+                                           "sleeping or waiting too (wall-clock time)")
         ("threads,t", po::bool_switch(), "Put each thread's id and name as the root frame")
+        ("subprocesses,s", po::bool_switch(), "Also sample the target's Python child processes (and theirs) as they come "
+                                              "and go; each process is a root frame 'process <pid> <command line>'")
         ("nolineno", po::bool_switch(), "Do not record line numbers; aggregate by function")
         ("reverse", po::bool_switch(), "flamegraph: icicle graph, root at the top")
         ("sort", po::value<std::string>()->default_value("tottime"), "text: sort by tottime|cumtime|ncalls|name")
@@ -182,8 +186,17 @@ RecordOptions parse_record(const po::variables_map& vm) {
     options.top = vm["top"].as<std::size_t>();
     options.blocking = vm["blocking"].as<bool>();
     options.idle = vm["idle"].as<bool>();
+    if (vm.count("mode")) {
+        const auto& mode = vm["mode"].as<std::string>();
+        if (mode != "cpu" && mode != "wall") throw attach::Error(attach::ErrorKind::Usage, "--mode takes cpu or wall");
+        if (mode == "cpu" && options.idle) {
+            throw attach::Error(attach::ErrorKind::Usage, "--idle keeps idle threads, which --mode cpu leaves out");
+        }
+        options.idle = mode == "wall";
+    }
     options.threads = vm["threads"].as<bool>();
     options.line_numbers = !vm["nolineno"].as<bool>();
+    options.subprocesses = vm["subprocesses"].as<bool>();
     fill_native(vm, options);
     return options;
 }

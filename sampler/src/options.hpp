@@ -36,6 +36,7 @@ struct RecordOptions : CommonOptions {
     bool idle = false;
     bool threads = false;
     bool line_numbers = true;
+    bool subprocesses = false;
 };
 
 struct DumpOptions : CommonOptions {};

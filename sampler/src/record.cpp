@@ -7,10 +7,13 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
+#include "attach/processes.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
 #include "snapshot.hpp"
@@ -55,39 +58,163 @@ std::unique_ptr<PythonProcess> wait_for_python(attach::ChildProcess& child, cons
     }
 }
 
+// One process being sampled: the target, or with --subprocesses also one of its descendants.
+struct SampledProcess {
+    PythonProcess* process = nullptr;
+    std::unique_ptr<PythonProcess> owned;  // descendants are owned here; the target by run_record
+    std::unique_ptr<Snapshotter> snapshotter;
+    std::string command_line;  // to notice an exec
+    exporters::FrameId root = 0;
+};
+
 class Recorder {
 public:
-    Recorder(PythonProcess& process, const RecordOptions& options)
-        : process_(process), options_(options), snapshotter_(process, options.blocking, options.native) {}
+    // `target` may be null with --subprocesses: a launcher that is not Python, whose Python
+    // descendants are followed.
+    Recorder(PythonProcess* target, pid_t root_pid, const RecordOptions& options)
+        : options_(options), target_(target), root_pid_(root_pid) {
+        if (target != nullptr) add_process(*target, nullptr);
+    }
 
-    // Takes one sample into the profile; false once the target is gone.
+    // Takes one sample into the profile; false once every sampled process is gone.
     bool sample(std::uint64_t time_us) {
         ++ticks_;
-        auto outcome = snapshotter_.take(threads_, options_.idle);
-        if (outcome == Snapshotter::Outcome::ProcessGone) {
+        if (options_.subprocesses) follow_descendants(time_us);
+        bool failed = false;
+        for (auto it = processes_.begin(); it != processes_.end();) {
+            auto outcome = it->snapshotter->take(threads_, options_.idle);
+            if (outcome == Snapshotter::Outcome::ProcessGone) {
+                retire(it);
+                continue;
+            }
+            failed = failed || outcome == Snapshotter::Outcome::Failed;
+            for (const auto& thread : threads_) {
+                if ((thread.idle && !options_.idle) || thread.frames.empty()) continue;
+                add_to_profile(*it, thread, time_us);
+            }
+            ++it;
+        }
+        if (processes_.empty() && !(options_.subprocesses && root_alive())) {
             --ticks_;
             return false;
         }
-        if (outcome == Snapshotter::Outcome::Failed) ++failed_ticks_;
-        for (const auto& thread : threads_) {
-            if ((thread.idle && !options_.idle) || thread.frames.empty()) continue;
-            add_to_profile(thread, time_us);
-        }
+        if (failed) ++failed_ticks_;
         return true;
     }
 
     exporters::Profile& profile() { return profile_; }
     std::uint64_t ticks() const { return ticks_; }
     std::uint64_t failed_ticks() const { return failed_ticks_; }
-    const SnapshotStats& stats() const { return snapshotter_.stats(); }
-    const NativeStats* native_stats() const { return snapshotter_.native_stats(); }
-    std::chrono::nanoseconds mean_pause() const { return snapshotter_.mean_pause(); }
-    bool stops_each_thread() const { return snapshotter_.stops_each_thread(); }
-    attach::ThreadSuspender* suspender() { return snapshotter_.suspender(); }
+    const SnapshotStats& stats() {
+        totals_ = retired_stats_;
+        for (const auto& sampled : processes_) add_stats(totals_, sampled.snapshotter->stats());
+        return totals_;
+    }
+    const NativeStats* native_stats() {
+        if (options_.native == NativeMode::Off) return nullptr;
+        native_totals_ = retired_native_;
+        for (const auto& sampled : processes_) add_native_stats(native_totals_, *sampled.snapshotter->native_stats());
+        return &native_totals_;
+    }
+    std::chrono::nanoseconds mean_pause() const {
+        return processes_.empty() ? last_mean_pause_ : processes_.front().snapshotter->mean_pause();
+    }
+    bool stops_each_thread() const { return options_.native != NativeMode::Off && !options_.blocking; }
+    attach::ThreadSuspender* suspender() {
+        return target_ != nullptr && !processes_.empty() && processes_.front().process == target_
+                   ? processes_.front().snapshotter->suspender()
+                   : nullptr;
+    }
+    // Exit status of the target if its suspender reaped it before letting go of it.
+    std::optional<int> reaped_exit_status() const { return reaped_; }
+    std::size_t processes_followed() const { return followed_; }
 
 private:
-    void add_to_profile(const ThreadSnapshot& thread, std::uint64_t time_us) {
+    static constexpr std::uint64_t kDescendantScanUs = 200'000;
+
+    void add_process(PythonProcess& process, std::unique_ptr<PythonProcess> owned) {
+        SampledProcess sampled;
+        sampled.process = &process;
+        sampled.owned = std::move(owned);
+        sampled.snapshotter = std::make_unique<Snapshotter>(process, options_.blocking, options_.native);
+        sampled.command_line = attach::read_cmdline(process.pid());
+        if (options_.subprocesses) {
+            std::string label = "process " + std::to_string(process.pid()) + " " + sampled.command_line;
+            if (label.size() > 200) label = label.substr(0, 197) + "...";
+            sampled.root = profile_.intern({label, "", 0, 0});
+        }
+        known_.insert(process.pid());
+        ++followed_;
+        processes_.push_back(std::move(sampled));
+    }
+
+    // Descendants are looked for a few times a second; one that exec'ed is attached afresh.
+    void follow_descendants(std::uint64_t time_us) {
+        if (time_us < next_scan_us_) return;
+        next_scan_us_ = time_us + kDescendantScanUs;
+        for (auto it = processes_.begin(); it != processes_.end();) {
+            if (it->process != target_ && attach::read_cmdline(it->process->pid()) != it->command_line) {
+                known_.erase(it->process->pid());
+                retire(it);
+                continue;
+            }
+            ++it;
+        }
+        auto candidates = attach::descendants(root_pid_);
+        candidates.insert(candidates.begin(), root_pid_);
+        for (pid_t pid : candidates) {
+            if (known_.count(pid) != 0 || not_python_.count(pid) != 0) continue;
+            try {
+                auto process = std::make_unique<PythonProcess>(pid, options_.python_version);
+                auto& ref = *process;
+                add_process(ref, std::move(process));
+                spdlog::info("following process {}: {}", pid, processes_.back().command_line);
+            } catch (const attach::Error& e) {
+                // Not Python (yet: it may exec an interpreter later), or already gone.
+                if (e.kind() != attach::ErrorKind::NotPython) continue;
+                not_python_[pid] = attach::read_cmdline(pid);
+            }
+        }
+        // A non-Python child that exec'ed gets another look.
+        std::erase_if(not_python_, [](const auto& entry) { return attach::read_cmdline(entry.first) != entry.second; });
+    }
+
+    bool root_alive() const {
+        char state = attach::read_thread_state(root_pid_, root_pid_);
+        return state != '?' && state != 'Z' && state != 'X';
+    }
+
+    void retire(std::vector<SampledProcess>::iterator& it) {
+        add_stats(retired_stats_, it->snapshotter->stats());
+        if (const auto* native = it->snapshotter->native_stats()) add_native_stats(retired_native_, *native);
+        if (it->process == target_) {
+            last_mean_pause_ = it->snapshotter->mean_pause();
+            if (auto* suspender = it->snapshotter->suspender()) reaped_ = suspender->reaped_exit_status();
+        }
+        it = processes_.erase(it);
+    }
+
+    static void add_stats(SnapshotStats& into, const SnapshotStats& from) {
+        into.thread_stacks += from.thread_stacks;
+        into.rejected += from.rejected;
+        for (const auto& [reason, count] : from.reasons) into.reasons[reason] += count;
+    }
+
+    static void add_native_stats(NativeStats& into, const NativeStats& from) {
+        into.merged += from.merged;
+        into.not_merged += from.not_merged;
+        into.copied_bytes += from.copied_bytes;
+        for (const auto& [reason, count] : from.reasons) into.reasons[reason] += count;
+    }
+
+    void add_to_profile(const SampledProcess& sampled, const ThreadSnapshot& thread, std::uint64_t time_us) {
         stack_.clear();
+        if (options_.subprocesses) {
+            stack_.push_back(sampled.root);
+            // Under its process, so the thread's own root frame is added here rather than by the writers.
+            if (options_.threads)
+                stack_.push_back(profile_.intern({exporters::thread_label({thread.id, thread.name}), "", 0, 0}));
+        }
         for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
             if (it->native != nullptr) {
                 stack_.push_back(profile_.intern(profile_frame(*it->native, options_.line_numbers)));
@@ -99,14 +226,25 @@ private:
         profile_.add_at(time_us, profile_.intern_thread({thread.id, thread.name}), stack_);
     }
 
-    PythonProcess& process_;
     const RecordOptions& options_;
-    Snapshotter snapshotter_;
+    PythonProcess* target_;
+    pid_t root_pid_;
+    std::vector<SampledProcess> processes_;
+    std::set<pid_t> known_;
+    std::map<pid_t, std::string> not_python_;
+    std::uint64_t next_scan_us_ = 0;
+    std::size_t followed_ = 0;
     exporters::Profile profile_;
     std::vector<ThreadSnapshot> threads_;
     std::vector<exporters::FrameId> stack_;
     std::uint64_t ticks_ = 0;
     std::uint64_t failed_ticks_ = 0;
+    SnapshotStats retired_stats_;
+    SnapshotStats totals_;
+    NativeStats retired_native_;
+    NativeStats native_totals_;
+    std::chrono::nanoseconds last_mean_pause_{0};
+    std::optional<int> reaped_;
 };
 
 void print_progress(std::uint64_t ticks, double elapsed, std::uint64_t errors) {
@@ -159,6 +297,10 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
         std::fprintf(stderr, "pysample: threads were stopped for %.1f us per sample on average\n",
                      static_cast<double>(recorder.mean_pause().count()) / 1000.0);
     }
+    if (options.subprocesses) {
+        std::fprintf(stderr, "pysample: sampled %zu Python process%s\n", recorder.processes_followed(),
+                     recorder.processes_followed() == 1 ? "" : "es");
+    }
     for (const auto& path : written) std::fprintf(stderr, "pysample: wrote %s\n", path.c_str());
 
     auto top = exporters::top_functions(recorder.profile(), 10);
@@ -174,7 +316,7 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
 
 std::vector<std::string> write_outputs(const exporters::Profile& profile, const RecordOptions& options) {
     exporters::WriteOptions write;
-    write.thread_roots = options.threads;
+    write.thread_roots = options.threads && !options.subprocesses;  // else added under each process
     write.line_numbers = options.line_numbers;
     write.reverse = options.reverse;
     write.sort = options.sort;
@@ -199,33 +341,45 @@ int run_record(const RecordOptions& options) {
     StopSignals signals;
     std::unique_ptr<attach::ChildProcess> child;
     std::unique_ptr<PythonProcess> process;
+    pid_t root = options.pid;
     if (!options.command.empty()) {
         child = std::make_unique<attach::ChildProcess>(options.command);
         signals.forward_to(child->pid());
-        process = wait_for_python(*child, options);
-        if (!process) {
-            int status = child->wait();
-            if (!options.quiet && !stop_requested()) {
-                std::fprintf(stderr, "pysample: '%s' exited before a Python interpreter started; nothing recorded\n",
-                             options.command[0].c_str());
+        root = child->pid();
+        // With --subprocesses the command may be a launcher that is not Python itself.
+        if (!options.subprocesses) {
+            process = wait_for_python(*child, options);
+            if (!process) {
+                int status = child->wait();
+                if (!options.quiet && !stop_requested()) {
+                    std::fprintf(stderr,
+                                 "pysample: '%s' exited before a Python interpreter started; nothing recorded\n",
+                                 options.command[0].c_str());
+                }
+                return attach::ChildProcess::exit_code(status);
             }
-            return attach::ChildProcess::exit_code(status);
         }
     } else {
-        process = std::make_unique<PythonProcess>(options.pid, options.python_version);
+        try {
+            process = std::make_unique<PythonProcess>(options.pid, options.python_version);
+        } catch (const attach::Error& e) {
+            if (!options.subprocesses || e.kind() != attach::ErrorKind::NotPython) throw;
+        }
     }
 
-    auto recorder = std::make_unique<Recorder>(*process, options);
+    auto recorder = std::make_unique<Recorder>(process.get(), root, options);
     auto& info = recorder->profile().info;
-    info.pid = process->pid();
-    info.command_line = attach::read_cmdline(process->pid());
-    info.python_version = process->version().to_string();
+    info.pid = root;
+    info.command_line = attach::read_cmdline(root);
+    info.python_version = process ? process->version().to_string() : "";
     info.rate_hz = options.rate;
     info.start_time = timestamp("%Y-%m-%dT%H:%M:%S%z");
     if (!options.quiet) {
-        std::fprintf(stderr, "pysample: sampling pid %d (Python %s) at %.0f Hz%s%s\n", process->pid(),
-                     info.python_version.c_str(), options.rate, options.blocking ? ", blocking" : "",
-                     options.duration > 0 ? "" : "; Ctrl-C to stop");
+        std::string what = process ? "pid " + std::to_string(root) + " (Python " + info.python_version + ")"
+                                   : "the Python processes under pid " + std::to_string(root);
+        std::fprintf(stderr, "pysample: sampling %s%s at %.0f Hz%s%s\n", what.c_str(),
+                     options.subprocesses && process ? " and its Python subprocesses" : "", options.rate,
+                     options.blocking ? ", blocking" : "", options.duration > 0 ? "" : "; Ctrl-C to stop");
     }
 
     bool show_progress = !options.quiet && ::isatty(STDERR_FILENO);
@@ -259,10 +413,10 @@ int run_record(const RecordOptions& options) {
     info.samples = recorder->ticks();
     info.errors = recorder->failed_ticks();
 
-    std::optional<int> reaped;
+    std::optional<int> reaped = recorder->reaped_exit_status();
     if (auto* suspender = recorder->suspender()) reaped = suspender->reaped_exit_status();
     if (target_gone && !options.quiet && !child) {
-        std::fprintf(stderr, "pysample: process %d exited; writing what was recorded\n", process->pid());
+        std::fprintf(stderr, "pysample: process %d exited; writing what was recorded\n", root);
     }
     auto written = write_outputs(recorder->profile(), options);
     if (!options.quiet) print_summary(*recorder, options, written);

@@ -267,6 +267,8 @@ def test_idle(pysample, python, tmp):
         stacks, _ = record(pysample, workload.pid, tmp, duration=1)
         check(sum(c for _, c in stacks) == 0, "idle thread sampled without --idle: %r" % stacks)
         stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=1)
+        wall, _ = record(pysample, workload.pid, tmp, "--mode", "wall", duration=1)
+    check(sum(c for _, c in wall) >= 50, "--mode wall left out the idle thread: %r" % wall)
     path = workload.path
     expected = [("<module>", path, m["callouter"]), ("outer", path, m["callinner"]), ("inner", path, m["sleep"])]
     total = sum(c for _, c in stacks)
@@ -434,6 +436,8 @@ def test_lineno(pysample, python, tmp):
         frames, _ = dump_traceback(pysample, workload.pid)
         check(frames == expected, "dump reported %r, the interpreter %r" % (frames, expected))
         stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=1)
+        wall, _ = record(pysample, workload.pid, tmp, "--mode", "wall", duration=1)
+    check(sum(c for _, c in wall) >= 50, "--mode wall left out the idle thread: %r" % wall)
     total = sum(c for _, c in stacks)
     check(total >= 50, "only %d idle samples with --idle" % total)
     for frames, _ in stacks:
@@ -539,6 +543,50 @@ def check_interleaving(stacks, path, python_chain, native_between, merged):
     print("%d of %d samples in %s have native frames in place" % (total - python_only, total, leaf))
     check(total - python_only > 0, "no merged sample reaches %s" % leaf)
     check(python_only <= sum(c for _, c in stacks) - merged, "more Python-only samples than unmerged stacks")
+
+
+def process_roots(stacks):
+    """{pid: samples} of the `process <pid> <command line>` root frames."""
+    roots = {}
+    for frames, count in stacks:
+        match = re.match(r"^process (\d+) ", frames[0][0])
+        check(match, "stack without a process root: %r" % frames[:2])
+        roots[int(match.group(1))] = roots.get(int(match.group(1)), 0) + count
+    return roots
+
+
+def test_subprocesses(pysample, python, tmp):
+    """A multiprocessing pool: the workers, found as they start, appear under their own process
+    roots with the function they run."""
+    m = markers("pool.py")
+    with Workload(python, "pool.py") as workload:
+        stacks, result = record(pysample, workload.pid, tmp, "--subprocesses", duration=4)
+    roots = process_roots(stacks)
+    print("samples per process: %r" % roots)
+    workers = {pid for pid in roots if pid != workload.pid}
+    busy = set()
+    for frames, _ in stacks:
+        pid = int(frames[0][0].split()[1])
+        if any(f[0] == "worker_task" and f[1] == workload.path and f[2] == m["task"] for f in frames):
+            busy.add(pid)
+    check(len(busy & workers) >= 2, "worker_task seen in processes %r; workers %r" % (sorted(busy), sorted(workers)))
+    check(workload.pid not in busy, "worker_task under the parent process")
+    check(re.search(r"sampled [3-9] Python processes", result.stderr), "fewer than 3 processes sampled")
+
+
+def test_subprocesses_launcher(pysample, python, tmp):
+    """A launcher that is not Python (sh) starting the interpreter: followed through the exec."""
+    command, path = interpreter_command(python, "split.py")
+    out = os.path.join(tmp, "profile.txt")
+    shell = "exec " + " ".join("'%s'" % part for part in command + ["3"])
+    result = run_pysample(pysample, ["record", "--subprocesses", "--format", "collapsed", "--output", out, "--",
+                                     "sh", "-c", "sleep 0.2; " + shell], timeout=90)
+    check(result.returncode == 0, "pysample record failed with %d" % result.returncode)
+    stacks = parse_collapsed(out)
+    roots = process_roots(stacks)
+    print("samples per process: %r" % roots)
+    functions = {f[0] for frames, _ in stacks for f in frames}
+    check({"work_30", "work_70"} <= functions, "split.py's functions missing: %r" % sorted(functions)[:20])
 
 
 def test_native_qsort(pysample, python, tmp):
