@@ -12,6 +12,7 @@ std::optional<Registers> read_registers(pid_t tid) {
     Registers out;
     out.values = {regs.rax, regs.rdx, regs.rcx, regs.rbx, regs.rsi, regs.rdi, regs.rbp, regs.rsp, regs.r8,
                   regs.r9,  regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15, regs.rip};
+    out.syscall = static_cast<std::int64_t>(regs.orig_rax);
     return out;
 }
 #else

@@ -206,6 +206,39 @@ MergeResult NativeStacks::merge(const NativeCapture& capture, const EvalCalls& c
     return count(MergeResult::Merged);
 }
 
+bool waits_in_native_call(const NativeCapture& capture, const std::vector<PyFrame>& innermost_first) {
+    if (!capture.ok || capture.registers.syscall < 0) return false;
+    static constexpr std::array<std::string_view, 18> kWaits = {
+        "nanosleep",
+        "clock_nanosleep",
+        "select",
+        "__select",
+        "pselect",
+        "poll",
+        "ppoll",
+        "__poll",
+        "epoll_wait",
+        "epoll_pwait",
+        "pthread_cond_wait",
+        "pthread_cond_timedwait",
+        "pthread_cond_clockwait",
+        "sem_wait",
+        "sem_timedwait",
+        "sem_clockwait",
+        "__futex_abstimed_wait_common",
+        "futex_wait",
+    };
+    // libc's own system-call helpers may sit above the call itself.
+    constexpr std::size_t kTopFrames = 3;
+    for (std::size_t i = 0; i < innermost_first.size() && i < kTopFrames; ++i) {
+        const auto* native = innermost_first[i].native;
+        if (native == nullptr) return false;
+        std::string_view name = base_name(native->function);
+        if (std::find(kWaits.begin(), kWaits.end(), name) != kWaits.end()) return true;
+    }
+    return false;
+}
+
 exporters::Frame profile_frame(const symbolize::NativeFrameInfo& info, bool line_numbers) {
     exporters::Frame frame;
     frame.function = info.function.empty() ? "[unknown]" : info.function;

@@ -77,6 +77,10 @@ private:
     NativeStats stats_;
 };
 
+// True when the thread was stopped inside a system call made by a function that waits (sleep,
+// select, poll, a lock or condition variable): it went to wait after its scheduler state was read.
+bool waits_in_native_call(const NativeCapture& capture, const std::vector<PyFrame>& innermost_first);
+
 // A native frame as the profile shows it: `function (file:line)` with debug information, else
 // `function (library+0xoffset)`; without line numbers just `function (library)`.
 exporters::Frame profile_frame(const symbolize::NativeFrameInfo& info, bool line_numbers);

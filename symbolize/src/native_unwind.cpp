@@ -98,8 +98,41 @@ struct NativeUnwinder::State {
     std::uint64_t live_reads = 0;
     bool read_failed = false;
     bool no_unwind_info = false;
+    attach::Registers caller_of_leaf;
 
     State(ModuleMap& m, attach::Memory& mem) : modules(m), memory(mem) {}
+
+    // Whether `address` is a return address into code with unwind tables: the bytes before it
+    // are one of the call instruction forms (direct, or indirect through a register or memory).
+    bool follows_call(std::uint64_t address) {
+        const Module* module = modules.find(address);
+        if (module == nullptr || !module->elf || !table_for(*module).usable || address < module->start + 7)
+            return false;
+        auto bytes = module->elf->bytes_at_vaddr(module->link_address(address) - 7, 7);
+        if (bytes.size() != 7) return false;
+        auto indirect_call_at = [&](std::size_t i) { return bytes[i] == 0xff && (bytes[i + 1] & 0x38) == 0x10; };
+        return bytes[2] == 0xe8 || indirect_call_at(5) || indirect_call_at(4) || indirect_call_at(1) ||
+               indirect_call_at(0);
+    }
+
+    // A trampoline without unwind tables (libffi's closure trampolines) has pushed at most a few
+    // words when the thread stops in it: its caller resumes at the first of them that follows a
+    // call instruction in code that has tables.
+    bool skip_leaf_without_tables(const attach::Registers& leaf) {
+        constexpr std::uint64_t kMaxWords = 4;
+        for (std::uint64_t word = 0; word < kMaxWords; ++word) {
+            std::uint64_t slot = leaf.sp() + 8 * word;
+            if (!stack->contains(slot, 8)) return false;
+            std::uint64_t return_address = 0;
+            std::memcpy(&return_address, stack->bytes.data() + (slot - stack->start), 8);
+            if (!follows_call(return_address)) continue;
+            caller_of_leaf = leaf;
+            caller_of_leaf.values[attach::Registers::kPc] = return_address;
+            caller_of_leaf.values[attach::Registers::kSp] = slot + 8;
+            return true;
+        }
+        return false;
+    }
 
     const EhTable& table_for(const Module& module) {
         auto key = std::make_pair(module.path, module.start);
@@ -248,11 +281,18 @@ UnwindResult NativeUnwinder::unwind(const attach::Registers& registers, const St
         previous_sp = sp;
         state.no_unwind_info = false;
         int step = unw_step(&cursor);
-        // Without unwind information libunwind guesses from the frame pointer, and a null frame
-        // pointer ends its guess as if the stack ended there: only an end the tables mark is real.
-        if (step == 0) return state.no_unwind_info ? UnwindResult::NoUnwindInfo : UnwindResult::Ok;
+        if (state.no_unwind_info && pcs.size() == 1 && state.skip_leaf_without_tables(registers)) {
+            state.registers = &state.caller_of_leaf;
+            state.no_unwind_info = false;
+            if (unw_init_remote(&cursor, state.space, &state) < 0) return UnwindResult::Failed;
+            continue;
+        }
+        // Without unwind information libunwind guesses the caller from the frame pointer, which
+        // code built without one turns into skipped frames or an early end: such a stack is not
+        // trusted.
+        if (state.no_unwind_info) return UnwindResult::NoUnwindInfo;
+        if (step == 0) return UnwindResult::Ok;
         if (step < 0) {
-            if (state.no_unwind_info) return UnwindResult::NoUnwindInfo;
             if (state.read_failed) return UnwindResult::StackRead;
             return UnwindResult::Failed;
         }

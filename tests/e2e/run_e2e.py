@@ -502,14 +502,14 @@ def native_merge_rate(python, stderr):
                                                                           python_version(python)))
     if python_version(python) >= (3, 8):
         check(rate >= 99.0, "only %.2f%% of native stacks merged (at least 99%% expected)" % rate)
-    return merged
+    return total - merged
 
 
 def is_python_frame(frame):
     return frame[1] is not None and frame[1].endswith(".py")
 
 
-def check_interleaving(stacks, path, python_chain, native_between, merged):
+def check_interleaving(stacks, path, python_chain, native_between, unmerged):
     """Stacks that reach the innermost function of `python_chain` ((function, line or None)..., root
     first): exactly those Python frames in order, and native frames between the last two whose
     functions match each regex of `native_between` in that order. Stacks without native frames are
@@ -526,6 +526,7 @@ def check_interleaving(stacks, path, python_chain, native_between, merged):
               "Python frames %r, expected %r" % (python, python_chain))
         if all(is_python_frame(f) for f in frames):
             python_only += count
+            example = frames
             continue
         check(is_python_frame(frames[0]), "native frames below the outermost Python frame: %r" % frames)
         caller = max(i for i, f in enumerate(frames) if f[0] == python_chain[-2][0] and is_python_frame(f))
@@ -542,7 +543,8 @@ def check_interleaving(stacks, path, python_chain, native_between, merged):
     total = sum(c for _, c in reaching)
     print("%d of %d samples in %s have native frames in place" % (total - python_only, total, leaf))
     check(total - python_only > 0, "no merged sample reaches %s" % leaf)
-    check(python_only <= sum(c for _, c in stacks) - merged, "more Python-only samples than unmerged stacks")
+    check(python_only <= unmerged,
+          "%d Python-only samples, more than the unmerged stacks, e.g. %r" % (python_only, python_only and example))
 
 
 def process_roots(stacks):
@@ -595,10 +597,10 @@ def test_native_qsort(pysample, python, tmp):
     m = markers("native_qsort.py")
     with Workload(python, "native_qsort.py") as workload:
         stacks, result = record(pysample, workload.pid, tmp, "--native", "--rate", "200", duration=4)
-    merged = native_merge_rate(python, result.stderr)
+    unmerged = native_merge_rate(python, result.stderr)
     chain = [("<module>", m["callmain"]), ("main", m["callsort"]), ("sort_with_qsort", m["qsort"]),
              ("py_compare", None)]
-    check_interleaving(stacks, workload.path, chain, [r"^ffi_call", r"qsort|msort"], merged)
+    check_interleaving(stacks, workload.path, chain, [r"^ffi_call", r"qsort|msort"], unmerged)
     check(not any(f[0].startswith("_PyEval_EvalFrame") for frames, _ in stacks for f in frames),
           "the interpreter's evaluation function left in place of Python frames")
 
@@ -639,9 +641,9 @@ def test_native_cxx(pysample, python, tmp):
     finally:
         if outdir != inner:
             shutil.rmtree(outdir, ignore_errors=True)
-    merged = native_merge_rate(python, result.stderr)
+    unmerged = native_merge_rate(python, result.stderr)
     chain = [("<module>", m["calldrive"]), ("drive", m["run"]), ("callback", None)]
-    check_interleaving(stacks, workload.path, chain, [r"^pysample_test::detail::Accumulator<long>::fold\("], merged)
+    check_interleaving(stacks, workload.path, chain, [r"^pysample_test::detail::Accumulator<long>::fold\("], unmerged)
     spin = r"^pysample_test::detail::Accumulator<long>::spin\(long\)$"
     in_spin = [frames for frames, _ in stacks if re.search(spin, frames[-1][0])]
     check(in_spin, "no sample in the C++ leaf function; leaves: %r" % sorted({f[-1][0] for f, _ in stacks}))

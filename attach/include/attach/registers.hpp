@@ -16,6 +16,8 @@ struct Registers {
     static constexpr std::size_t kSp = 7;
     static constexpr std::size_t kPc = 16;
     std::array<std::uint64_t, kCount> values{};
+    // The system call the thread was stopped in, -1 when it was running user code.
+    std::int64_t syscall = -1;
 
     std::uint64_t pc() const { return values[kPc]; }
     std::uint64_t sp() const { return values[kSp]; }
