@@ -22,10 +22,12 @@ USAGE:
     pysample [record] [OPTIONS] --pid PID
     pysample [record] [OPTIONS] -- python3 program.py [ARGS...]
     pysample dump [OPTIONS] --pid PID
+    pysample top [OPTIONS] --pid PID
 
 SUBCOMMANDS:
     record    Samples a process and writes a profile: flamegraph SVG, collapsed stacks (default subcommand)
     dump      Prints the Python stack of every thread of a process once
+    top       Shows a live table of the functions a process spends its time in, like top
 
 Run 'pysample <SUBCOMMAND> --help' for the options of each.
 )";
@@ -63,6 +65,8 @@ po::options_description record_options() {
         ("subprocesses,s", po::bool_switch(), "Also sample the target's Python child processes (and theirs) as they come "
                                               "and go; each process is a root frame 'process <pid> <command line>'")
         ("nolineno", po::bool_switch(), "Do not record line numbers; aggregate by function")
+        ("gil", po::bool_switch(), "Keep only samples of the thread holding the GIL (a sample in which no thread "
+                                   "holds it has no stack)")
         ("reverse", po::bool_switch(), "flamegraph: icicle graph, root at the top")
         ("sort", po::value<std::string>()->default_value("tottime"), "text: sort by tottime|cumtime|ncalls|name")
         ("top", po::value<std::size_t>()->default_value(0), "text: print only the first N rows (0: all)");
@@ -79,13 +83,36 @@ po::options_description native_options() {
     return desc;
 }
 
+po::options_description top_options() {
+    po::options_description desc("Top options", 110, 60);
+    desc.add_options()
+        ("rate,r", po::value<double>()->default_value(100), "Samples per second")
+        ("duration,d", po::value<double>(), "Seconds to run for (default: until q, Ctrl-C or the program exits)")
+        ("interval", po::value<double>()->default_value(1), "Seconds between refreshes of the table")
+        ("rows", po::value<std::size_t>(), "Show at most this many functions (default: as many as fit the "
+                                           "terminal; 20 when the output is not a terminal)")
+        ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
+                                        "slows the program); default reads without stopping it")
+        ("idle,i", po::bool_switch(), "Count threads that are not running on a CPU as well");
+    return desc;
+}
+
 po::options_description dump_options() {
     po::options_description desc("Dump options", 110, 60);
     desc.add_options()
-        ("nonblocking", po::bool_switch(), "Read the stacks without stopping the program (they may be torn)");
+        ("nonblocking", po::bool_switch(), "Read the stacks without stopping the program (they may be torn)")
+        ("locals", po::bool_switch(), "Show each frame's local variables, with a short repr of each value")
+        ("json", po::bool_switch(), "Print one JSON document instead of tracebacks")
+        ("gil", po::bool_switch(), "Show only the thread holding the GIL");
     return desc;
 }
 // clang-format on
+
+const char* subcommand_summary(const std::string& subcommand) {
+    if (subcommand == "record") return "sample a Python program and write a profile";
+    if (subcommand == "top") return "show a live table of the functions a Python program spends its time in";
+    return "print the current Python stack of every thread";
+}
 
 void configure_logging(bool verbose) {
     auto logger = spdlog::stderr_color_mt("pysample");
@@ -167,6 +194,28 @@ std::vector<RecordOptions::Output> parse_outputs(const po::variables_map& vm) {
     return outputs;
 }
 
+TopOptions parse_top(const po::variables_map& vm) {
+    TopOptions options;
+    fill_common(vm, options);
+    options.rate = vm["rate"].as<double>();
+    if (!(options.rate > 0 && options.rate <= 100000)) {
+        throw attach::Error(attach::ErrorKind::Usage, "--rate must be between 0 and 100000 samples per second");
+    }
+    if (vm.count("duration")) {
+        options.duration = vm["duration"].as<double>();
+        if (!(options.duration > 0)) throw attach::Error(attach::ErrorKind::Usage, "--duration must be positive");
+    }
+    options.interval = vm["interval"].as<double>();
+    if (!(options.interval >= 0.05 && options.interval <= 3600)) {
+        throw attach::Error(attach::ErrorKind::Usage, "--interval must be between 0.05 and 3600 seconds");
+    }
+    if (vm.count("rows")) options.rows = vm["rows"].as<std::size_t>();
+    options.blocking = vm["blocking"].as<bool>();
+    options.idle = vm["idle"].as<bool>();
+    fill_native(vm, options);
+    return options;
+}
+
 RecordOptions parse_record(const po::variables_map& vm) {
     RecordOptions options;
     fill_common(vm, options);
@@ -196,6 +245,7 @@ RecordOptions parse_record(const po::variables_map& vm) {
     }
     options.threads = vm["threads"].as<bool>();
     options.line_numbers = !vm["nolineno"].as<bool>();
+    options.gil = vm["gil"].as<bool>();
     options.subprocesses = vm["subprocesses"].as<bool>();
     fill_native(vm, options);
     return options;
@@ -211,7 +261,7 @@ int run_cli(int argc, char** argv) {
         args.erase(dashes, args.end());
     }
     std::string subcommand = "record";
-    if (!args.empty() && (args[0] == "record" || args[0] == "dump")) {
+    if (!args.empty() && (args[0] == "record" || args[0] == "dump" || args[0] == "top")) {
         subcommand = args[0];
         args.erase(args.begin());
     } else if (!args.empty() && (args[0] == "help" || args[0] == "--help" || args[0] == "-h")) {
@@ -227,7 +277,7 @@ int run_cli(int argc, char** argv) {
 
     po::options_description visible(110, 60);
     visible.add(common_options());
-    visible.add(subcommand == "record" ? record_options() : dump_options());
+    visible.add(subcommand == "record" ? record_options() : subcommand == "top" ? top_options() : dump_options());
     visible.add(native_options());
     po::options_description all = visible;
     all.add_options()("command", po::value<std::vector<std::string>>(), "");
@@ -243,12 +293,11 @@ int run_cli(int argc, char** argv) {
                 std::cout << kUsage;
                 return kExitOk;
             }
-            std::cout << "pysample " << subcommand << ": "
-                      << (subcommand == "record" ? "sample a Python program and write a profile"
-                                                 : "print the current Python stack of every thread")
+            std::cout << "pysample " << subcommand << ": " << subcommand_summary(subcommand)
                       << "\n\nUSAGE:\n    pysample " << subcommand << " [OPTIONS] --pid PID\n"
-                      << (subcommand == "record" ? "    pysample record [OPTIONS] -- python3 program.py [ARGS...]\n"
-                                                 : "")
+                      << (subcommand != "dump"
+                              ? "    pysample " + subcommand + " [OPTIONS] -- python3 program.py [ARGS...]\n"
+                              : "")
                       << "\n"
                       << visible << "\n";
             return kExitOk;
@@ -263,6 +312,9 @@ int run_cli(int argc, char** argv) {
             fill_common(vm, options);
             options.command = command;
             options.blocking = !vm["nonblocking"].as<bool>();
+            options.locals = vm["locals"].as<bool>();
+            options.json = vm["json"].as<bool>();
+            options.gil = vm["gil"].as<bool>();
             fill_native(vm, options);
             if (options.native != NativeMode::Off && !options.blocking) {
                 throw attach::Error(
@@ -271,6 +323,12 @@ int run_cli(int argc, char** argv) {
             }
             require_target(options, false);
             return run_dump(options);
+        }
+        if (subcommand == "top") {
+            TopOptions options = parse_top(vm);
+            options.command = command;
+            require_target(options, true);
+            return run_top(options);
         }
         RecordOptions options = parse_record(vm);
         options.command = command;

@@ -31,6 +31,7 @@ std::optional<DebugOffsets> parse_debug_offsets(std::span<const std::uint64_t> w
 struct LayoutCheck {
     bool understood = false;               // this pysample knows the struct's shape for that version
     std::vector<std::string> differences;  // "field: table T, interpreter I"
+    std::vector<std::string> ignored;      // groups of optional fields whose published values are implausible
 };
 
 // Compares the fields pysample reads with what the interpreter publishes and, where both are

@@ -1,7 +1,11 @@
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
+#include <unordered_map>
 
+#include "attach/error.hpp"
 #include "attach/threads.hpp"
+#include "locals.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
 #include "snapshot.hpp"
@@ -11,10 +15,41 @@ namespace {
 
 constexpr int kAttempts = 5;
 
-void print_thread(const ThreadSnapshot& thread, std::ostream& out) {
+using Json = nlohmann::ordered_json;  // keys in the order written, for people reading the output
+
+using LocalsByFrame = std::unordered_map<std::uint64_t, FrameLocals>;
+
+// Reads the variables of every Python frame while the snapshot's threads are still stopped.
+void read_locals(const PythonProcess& process, attach::PageCache& pages, const std::vector<ThreadSnapshot>& threads,
+                 LocalsByFrame& out) {
+    pages.clear();
+    out.clear();
+    LocalsReader reader(pages, process);
+    for (const auto& thread : threads) {
+        for (const auto& frame : thread.frames) {
+            if (frame.code != nullptr && frame.address != 0) out.emplace(frame.address, reader.read(frame.address));
+        }
+    }
+}
+
+const FrameLocals* locals_of(const PyFrame& frame, const LocalsByFrame& locals) {
+    auto it = locals.find(frame.address);
+    return frame.code != nullptr && it != locals.end() ? &it->second : nullptr;
+}
+
+void print_locals(const FrameLocals& locals, std::ostream& out) {
+    if (!locals.error.empty()) {
+        out << "      <variables not read: " << locals.error << ">\n";
+        return;
+    }
+    for (const auto& variable : locals.variables) out << "      " << variable.name << " = " << variable.repr << "\n";
+    if (locals.omitted > 0) out << "      ... and " << locals.omitted << " more variables\n";
+}
+
+void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, std::ostream& out) {
     out << "Thread " << thread.id;
     if (!thread.name.empty()) out << " \"" << thread.name << "\"";
-    out << (thread.idle ? " (idle)" : " (active)") << ":\n";
+    out << (thread.idle ? " (idle)" : " (active)") << (thread.holds_gil ? " (holds the GIL)" : "") << ":\n";
     if (thread.result != WalkResult::Ok) {
         out << "  <stack could not be read: " << describe(thread.result) << ">\n";
         return;
@@ -30,9 +65,72 @@ void print_thread(const ThreadSnapshot& thread, std::ostream& out) {
             continue;
         }
         out << "  File \"" << it->code->filename << "\", line " << it->line << ", in " << it->code->function << "\n";
+        if (const auto* frame_locals = locals_of(*it, locals)) print_locals(*frame_locals, out);
     }
     if (thread.native != MergeResult::Merged) {
         out << "  <native frames left out: " << describe(thread.native) << ">\n";
+    }
+}
+
+Json locals_json(const FrameLocals& locals) {
+    auto variables = Json::array();
+    for (const auto& variable : locals.variables) {
+        variables.push_back({{"name", variable.name},
+                             {"repr", variable.repr},
+                             {"type", variable.type.empty() ? Json(nullptr) : Json(variable.type)}});
+    }
+    return variables;
+}
+
+Json frame_json(const PyFrame& frame, const LocalsByFrame& locals, bool with_locals) {
+    if (frame.native != nullptr) {
+        auto label = profile_frame(*frame.native, true);
+        return {{"native", true}, {"function", label.function}, {"filename", label.filename}, {"line", label.line}};
+    }
+    Json out = {{"function", frame.code->function}, {"filename", frame.code->filename}, {"line", frame.line}};
+    if (!with_locals) return out;
+    const FrameLocals* frame_locals = locals_of(frame, locals);
+    out["locals"] = frame_locals != nullptr ? locals_json(*frame_locals) : Json::array();
+    if (frame_locals != nullptr && !frame_locals->error.empty()) out["locals_error"] = frame_locals->error;
+    if (frame_locals != nullptr && frame_locals->omitted > 0) out["locals_omitted"] = frame_locals->omitted;
+    return out;
+}
+
+Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool with_locals) {
+    Json out = {{"id", thread.id},
+                {"name", thread.name},
+                {"idle", thread.idle},
+                {"holds_gil", thread.holds_gil},
+                {"frames", Json::array()}};
+    if (thread.result != WalkResult::Ok) out["error"] = std::string(describe(thread.result));
+    if (thread.native != MergeResult::Merged) out["native_error"] = std::string(describe(thread.native));
+    // Outermost first, as the traceback prints them.
+    for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
+        out["frames"].push_back(frame_json(*it, locals, with_locals));
+    }
+    return out;
+}
+
+void print_json(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const LocalsByFrame& locals,
+                bool with_locals, std::ostream& out) {
+    Json document = {{"process",
+                      {{"pid", process.pid()},
+                       {"command_line", attach::read_cmdline(process.pid())},
+                       {"python_version", process.version().to_string()},
+                       {"python_binary", process.binary_path()}}},
+                     {"threads", Json::array()}};
+    for (const auto* thread : threads) document["threads"].push_back(thread_json(*thread, locals, with_locals));
+    out << document.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+}
+
+void print_text(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const LocalsByFrame& locals,
+                bool only_gil, std::ostream& out) {
+    out << "Process " << process.pid() << ": " << attach::read_cmdline(process.pid()) << "\n"
+        << "Python " << process.version().to_string() << " (" << process.binary_path() << ")\n";
+    if (only_gil && threads.empty()) out << "\nNo thread holds the GIL.\n";
+    for (const auto* thread : threads) {
+        out << "\n";
+        print_thread(*thread, locals, out);
     }
 }
 
@@ -43,6 +141,15 @@ void print_thread(const ThreadSnapshot& thread, std::ostream& out) {
 int run_dump(const DumpOptions& options) {
     PythonProcess process(options.pid, options.python_version);
     Snapshotter snapshotter(process, options.blocking, options.native);
+    if (options.gil && !snapshotter.gil().known()) {
+        throw attach::Error(attach::ErrorKind::UnsupportedVersion, snapshotter.gil().why());
+    }
+    attach::PageCache pages(process.memory());
+    LocalsByFrame locals;
+    if (options.locals) {
+        snapshotter.inspect_each_snapshot(
+            [&](std::vector<ThreadSnapshot>& snapshots) { read_locals(process, pages, snapshots, locals); });
+    }
     std::vector<ThreadSnapshot> threads;
     Snapshotter::Outcome outcome = Snapshotter::Outcome::Failed;
     for (int attempt = 0; attempt < kAttempts && outcome == Snapshotter::Outcome::Failed; ++attempt) {
@@ -53,11 +160,14 @@ int run_dump(const DumpOptions& options) {
         std::cerr << "pysample: process " << options.pid << " exited\n";
         return kExitTargetExited;
     }
-    std::cout << "Process " << process.pid() << ": " << attach::read_cmdline(process.pid()) << "\n"
-              << "Python " << process.version().to_string() << " (" << process.binary_path() << ")\n";
+    std::vector<const ThreadSnapshot*> shown;
     for (const auto& thread : threads) {
-        std::cout << "\n";
-        print_thread(thread, std::cout);
+        if (!options.gil || thread.holds_gil) shown.push_back(&thread);
+    }
+    if (options.json) {
+        print_json(process, shown, locals, options.locals, std::cout);
+    } else {
+        print_text(process, shown, locals, options.gil, std::cout);
     }
     return outcome == Snapshotter::Outcome::Ok ? kExitOk : kExitError;
 }

@@ -36,12 +36,26 @@ struct RecordOptions : CommonOptions {
     bool idle = false;
     bool threads = false;
     bool line_numbers = true;
+    bool gil = false;  // only samples of the thread holding the GIL
     bool subprocesses = false;
 };
 
-struct DumpOptions : CommonOptions {};
+struct DumpOptions : CommonOptions {
+    bool locals = false;  // each frame's local variables
+    bool json = false;
+    bool gil = false;  // only the thread holding the GIL
+};
+
+struct TopOptions : CommonOptions {
+    double rate = 100;
+    double duration = 0;   // seconds; 0 = until q, Ctrl-C or the target exits
+    double interval = 1;   // seconds between refreshes
+    std::size_t rows = 0;  // table rows; 0 = as many as fit the terminal (20 when not a terminal)
+    bool idle = false;
+};
 
 int run_record(const RecordOptions& options);
 int run_dump(const DumpOptions& options);
+int run_top(const TopOptions& options);
 
 }  // namespace pysample::sampler

@@ -148,6 +148,7 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
         interpreter_head_address_ = binary->bias + *head;
     }
     if (auto code_type = binary->elf->symbol("PyCode_Type")) code_type_address_ = binary->bias + *code_type;
+    find_builtins(*binary);
     spdlog::debug("pid {}: Python {} ({}) in {}, interpreter list head at {:#x}, PyCode_Type at {:#x}", pid,
                   version_.to_string(), version_.source, binary_path_, interpreter_head_address_, code_type_address_);
 }
@@ -178,6 +179,31 @@ std::optional<PythonProcess::Candidate> PythonProcess::find_interpreter_binary(
         }
     }
     return chosen;
+}
+
+void PythonProcess::find_builtins(const Candidate& binary) {
+    auto address_of = [&](std::initializer_list<const char*> names) -> std::uint64_t {
+        for (const char* name : names) {
+            if (auto symbol = binary.elf->symbol(name)) return binary.bias + *symbol;
+        }
+        return 0;
+    };
+    builtins_.none = address_of({"_Py_NoneStruct"});
+    builtins_.true_object = address_of({"_Py_TrueStruct"});
+    builtins_.false_object = address_of({"_Py_FalseStruct", "_Py_ZeroStruct"});
+    builtins_.int_type = version_.major < 3 ? address_of({"PyInt_Type"}) : 0;
+    builtins_.long_type = address_of({"PyLong_Type"});
+    builtins_.bool_type = address_of({"PyBool_Type"});
+    builtins_.float_type = address_of({"PyFloat_Type"});
+    builtins_.unicode_type = address_of({"PyUnicode_Type"});
+    builtins_.bytes_type = address_of({"PyBytes_Type", "PyString_Type"});
+    builtins_.list_type = address_of({"PyList_Type"});
+    builtins_.tuple_type = address_of({"PyTuple_Type"});
+    builtins_.dict_type = address_of({"PyDict_Type"});
+    builtins_.set_type = address_of({"PySet_Type"});
+    builtins_.frozenset_type = address_of({"PyFrozenSet_Type"});
+    builtins_.cell_type = address_of({"PyCell_Type"});
+    if (layout_.runtime_interpreters_head < 0) thread_state_current_address_ = address_of({"_PyThreadState_Current"});
 }
 
 bool PythonProcess::defines_runtime(const symbolize::ElfFile& elf) {
@@ -256,6 +282,10 @@ void PythonProcess::check_debug_offsets() {
         spdlog::debug("pid {}: pysample's layout for Python {} agrees with the interpreter's _Py_DebugOffsets", pid_,
                       version_.to_string());
     }
+    for (const auto& group : check.ignored) {
+        spdlog::warn("pid {}: the _Py_DebugOffsets of Python {} for {} are not plausible; using pysample's own table",
+                     pid_, version_.to_string(), group);
+    }
     for (const auto& difference : check.differences) {
         spdlog::warn(
             "pid {}: Python {} publishes a different layout than pysample's table ({}); using the "
@@ -277,6 +307,7 @@ symbolize::CodeObjectLayout PythonProcess::code_layout() const {
     code.unicode_state = layout_.unicode_state;
     code.unicode_ascii_data = layout_.unicode_ascii_data;
     code.unicode_compact_data = layout_.unicode_compact_data;
+    code.unicode_legacy_data = layout_.unicode_legacy_data;
     code.bytes_size = layout_.bytes_size;
     code.bytes_data = layout_.bytes_data;
     code.format = symbolize::line_table_format(version_.major, version_.minor);

@@ -36,6 +36,26 @@ bool is_free_threaded_file_name(std::string_view path);
 // Major/minor of the version literals ("3.11.7") in an interpreter binary's read-only data.
 std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf);
 
+// Addresses in the target of the interpreter's builtin types and singletons, from its binary's
+// symbols; 0 where the binary has no such symbol.
+struct BuiltinObjects {
+    std::uint64_t none = 0;          // _Py_NoneStruct
+    std::uint64_t true_object = 0;   // _Py_TrueStruct
+    std::uint64_t false_object = 0;  // _Py_FalseStruct (_Py_ZeroStruct in 2.7)
+    std::uint64_t int_type = 0;      // PyInt_Type: 2.7's int
+    std::uint64_t long_type = 0;     // PyLong_Type: int from 3.0, long in 2.7
+    std::uint64_t bool_type = 0;
+    std::uint64_t float_type = 0;
+    std::uint64_t unicode_type = 0;  // PyUnicode_Type: str from 3.0, unicode in 2.7
+    std::uint64_t bytes_type = 0;    // PyBytes_Type: bytes from 3.0, str (PyString_Type) in 2.7
+    std::uint64_t list_type = 0;
+    std::uint64_t tuple_type = 0;
+    std::uint64_t dict_type = 0;
+    std::uint64_t set_type = 0;
+    std::uint64_t frozenset_type = 0;
+    std::uint64_t cell_type = 0;
+};
+
 class PythonProcess {
 public:
     // Throws attach::Error: NoSuchProcess, PermissionDenied, NotPython, UnsupportedVersion.
@@ -54,6 +74,9 @@ public:
     // pystate.c's static interp_head (2.7, 3.6, found in .symtab).
     std::uint64_t interpreter_head_address() const { return interpreter_head_address_; }
     std::uint64_t code_type_address() const { return code_type_address_; }
+    const BuiltinObjects& builtins() const { return builtins_; }
+    // The global _PyThreadState_Current of 2.7 and 3.6 (the thread holding the GIL); 0 otherwise.
+    std::uint64_t thread_state_current_address() const { return thread_state_current_address_; }
     symbolize::CodeObjectLayout code_layout() const;
     // Address of the first interpreter, 0 while the runtime is not initialised yet.
     std::uint64_t interpreter_head(attach::Memory& memory) const;
@@ -72,6 +95,7 @@ private:
     std::optional<Candidate> find_interpreter_binary(const std::vector<attach::MapEntry>& maps);
     PythonVersion detect_version(const Candidate& binary);
     void check_debug_offsets();
+    void find_builtins(const Candidate& binary);
     [[noreturn]] void refuse_free_threaded(const std::string& evidence);
 
     pid_t pid_;
@@ -83,6 +107,8 @@ private:
     std::uint64_t interpreter_head_address_ = 0;
     std::string stripped_binary_;  // a Python binary passed over for lacking the runtime symbols
     std::uint64_t code_type_address_ = 0;
+    BuiltinObjects builtins_;
+    std::uint64_t thread_state_current_address_ = 0;
     bool layout_from_debug_offsets_ = false;
 };
 

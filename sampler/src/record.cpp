@@ -89,7 +89,8 @@ public:
             }
             failed = failed || outcome == Snapshotter::Outcome::Failed;
             for (const auto& thread : threads_) {
-                if ((thread.idle && !options_.idle) || thread.frames.empty()) continue;
+                if ((options_.gil ? !thread.holds_gil : thread.idle && !options_.idle) || thread.frames.empty())
+                    continue;
                 add_to_profile(*it, thread, time_us);
             }
             ++it;

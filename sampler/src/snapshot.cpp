@@ -11,10 +11,23 @@ Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode nativ
       pages_(process.memory()),
       codes_(pages_, process.code_layout(), process.code_type_address()),
       walker_(process.layout(), process.version().major, process.version().minor, pages_, codes_),
-      states_(process.pid()) {
+      gil_(process),
+      states_(process.pid()),
+      python_names_(process) {
     if (native != NativeMode::Off) native_ = std::make_unique<NativeStacks>(process, native == NativeMode::All);
     if (blocking || native_) suspender_ = std::make_unique<attach::ThreadSuspender>(process.pid());
     stop_each_thread_ = native_ && !blocking;
+}
+
+// The name a Python program gave a thread (threading.Thread(name=...)) wins over the kernel's:
+// it is what the program calls it, and is not cut to 15 bytes. Read outside any pause.
+void Snapshotter::name_python_threads(std::uint64_t interp, std::vector<ThreadSnapshot>& snapshots) {
+    idents_.clear();
+    for (std::size_t i = 0; i < snapshots.size() && i < threads_.size(); ++i) idents_.push_back(threads_[i].thread_id);
+    python_names_.update(interp, idents_);
+    for (std::size_t i = 0; i < idents_.size(); ++i) {
+        if (const auto* name = python_names_.find(idents_[i])) snapshots[i].name = *name;
+    }
 }
 
 const std::string& Snapshotter::thread_name(pid_t tid) {
@@ -96,6 +109,8 @@ void Snapshotter::merge_native_stacks(std::vector<ThreadSnapshot>& snapshots) {
         auto& snap = snapshots[i];
         if (!snap.walked || snap.result != WalkResult::Ok) continue;
         snap.native = native_->merge(captures_[i], eval_calls_[i], snap.frames);
+        // The scheduler state was read before the thread stopped: it may have gone to wait since.
+        if (snap.native == MergeResult::Merged && waits_in_native_call(captures_[i], snap.frames)) snap.idle = true;
     }
 }
 
@@ -111,12 +126,13 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
     std::map<pid_t, char> state_of(states.begin(), states.end());
 
     bool any_failed = false;
+    std::uint64_t interp = 0;
     {
         // Native mode alone stops one thread at a time, while its own stack is read.
         attach::ScopedPause pause(stop_each_thread_ ? nullptr : suspender_.get());
         if (!pause.ok()) return Outcome::ProcessGone;
         pages_.clear();
-        std::uint64_t interp = process_.interpreter_head(pages_);
+        interp = process_.interpreter_head(pages_);
         if (interp == 0) return Outcome::Ok;  // runtime not initialised yet, or finalised
 
         if (auto result = walker_.threads(interp, threads_); result != WalkResult::Ok) {
@@ -125,6 +141,7 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
             spdlog::debug("pid {}: thread list unreadable: {}", process_.pid(), describe(result));
             return Outcome::Failed;
         }
+        std::uint64_t gil_holder = gil_.holder(pages_, interp);
         if (native_) {
             captures_.resize(std::max(captures_.size(), threads_.size()));
             eval_calls_.resize(std::max(eval_calls_.size(), threads_.size()));
@@ -136,7 +153,8 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
             auto state = state_of.find(tid);
             snap.idle = tid != 0 && (state == state_of.end() || state->second != 'R');
             if (state != state_of.end()) snap.name = thread_name(tid);
-            if (!snap.idle || walk_idle) {
+            snap.holds_gil = gil_holder != 0 && threads_[i].address == gil_holder;
+            if (!snap.idle || walk_idle || snap.holds_gil) {
                 ++stats_.thread_stacks;
                 snap.walked = true;
                 snap.result = read_thread(i, tid, snap.frames);
@@ -149,8 +167,10 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
             }
             out.push_back(std::move(snap));
         }
+        if (inspect_) inspect_(out);
     }
     if (suspender_ && !stop_each_thread_) count_pause(suspender_->last_pause_duration());
+    name_python_threads(interp, out);
     if (native_) merge_native_stacks(out);
     return any_failed ? Outcome::Failed : Outcome::Ok;
 }

@@ -1,6 +1,7 @@
 // One look at every Python thread of a process: the unit both `record` and `dump` are built on.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -8,9 +9,11 @@
 
 #include "attach/ptrace.hpp"
 #include "attach/threads.hpp"
+#include "gil.hpp"
 #include "native_stack.hpp"
 #include "python_process.hpp"
 #include "stack_walker.hpp"
+#include "thread_names.hpp"
 
 namespace pysample::sampler {
 
@@ -19,6 +22,7 @@ struct ThreadSnapshot {
     std::string name;
     bool idle = false;
     bool walked = false;
+    bool holds_gil = false;
     WalkResult result = WalkResult::Ok;
     std::vector<PyFrame> frames;  // innermost first; in native mode merged with native frames
     MergeResult native = MergeResult::Merged;
@@ -41,8 +45,15 @@ public:
     Snapshotter(PythonProcess& process, bool blocking, NativeMode native = NativeMode::Off);
 
     enum class Outcome { Ok, Failed, ProcessGone };
-    // Walks every thread; idle threads are listed but their stacks are walked only if `walk_idle`.
+    // Walks every thread; idle threads are listed but their stacks are walked only if `walk_idle`
+    // or they hold the GIL.
     Outcome take(std::vector<ThreadSnapshot>& out, bool walk_idle);
+    // Called by take() once the stacks are read, while the threads are still stopped (blocking mode),
+    // to read more of them: the frames' local variables.
+    void inspect_each_snapshot(std::function<void(std::vector<ThreadSnapshot>&)> inspect) {
+        inspect_ = std::move(inspect);
+    }
+    const GilReader& gil() const { return gil_; }
 
     const SnapshotStats& stats() const { return stats_; }
     attach::ThreadSuspender* suspender() { return suspender_.get(); }
@@ -56,6 +67,7 @@ public:
 
 private:
     const std::string& thread_name(pid_t tid);
+    void name_python_threads(std::uint64_t interp, std::vector<ThreadSnapshot>& snapshots);
     pid_t kernel_tid(const ThreadStateRef& thread, const std::map<pid_t, char>& live);
     WalkResult walk(ThreadStateRef thread, std::vector<PyFrame>& frames);
     WalkResult walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames);
@@ -67,9 +79,13 @@ private:
     attach::PageCache pages_;
     symbolize::CodeCache codes_;
     StackWalker walker_;
+    GilReader gil_;
+    std::function<void(std::vector<ThreadSnapshot>&)> inspect_;
     attach::ThreadStateReader states_;
     std::unique_ptr<attach::ThreadSuspender> suspender_;
     std::map<pid_t, std::string> names_;
+    ThreadNames python_names_;
+    std::vector<std::uint64_t> idents_;
     std::map<std::uint64_t, pid_t> tids_by_pthread_;  // before 3.11, where thread states lack the tid
     std::vector<ThreadStateRef> threads_;
     std::vector<PyFrame> previous_walk_;

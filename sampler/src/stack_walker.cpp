@@ -114,7 +114,7 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
         const auto* code = codes_.lookup(attach::field_at<std::uint64_t>(buffer_, layout_.frame_code));
         if (code == nullptr) return WalkResult::NotCode;
         std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
-        out.push_back({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale)});
+        out.push_back({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale), nullptr, frame});
         if (calls != nullptr) calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
         frame = attach::field_at<std::uint64_t>(buffer_, layout_.frame_back);
     }
@@ -163,7 +163,7 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
         std::uint64_t code_start = at(code_address, layout_.code_adaptive);
         auto byte_offset = static_cast<std::int64_t>(instr - code_start);
         bool incomplete = owner != layout_.owner_generator && byte_offset < 2 * std::int64_t{code->firsttraceable};
-        if (!incomplete) out.push_back({code, code->line_at(byte_offset < 0 ? -1 : byte_offset)});
+        if (!incomplete) out.push_back({code, code->line_at(byte_offset < 0 ? -1 : byte_offset), nullptr, frame});
         if (calls != nullptr && layout_.iframe_is_entry >= 0 &&
             attach::field_at<std::uint8_t>(buffer_, layout_.iframe_is_entry) != 0) {
             calls->ends.push_back(static_cast<std::uint32_t>(out.size()));

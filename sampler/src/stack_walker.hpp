@@ -27,6 +27,7 @@ struct PyFrame {
     const symbolize::CodeInfo* code = nullptr;
     int line = 0;
     const symbolize::NativeFrameInfo* native = nullptr;  // set for native frames, whose code is nullptr
+    std::uint64_t address = 0;  // the PyFrameObject (up to 3.10) or _PyInterpreterFrame (3.11+)
 };
 
 // Which Python frames each call of the interpreter's evaluation function runs, innermost call

@@ -10,6 +10,8 @@ namespace {
 constexpr std::uint64_t kObTypeOffset = 8;
 constexpr std::size_t kMaxLineTable = 1 << 20;
 
+}  // namespace
+
 void append_utf8(std::string& out, std::uint32_t cp) {
     if (cp < 0x80) {
         out += static_cast<char>(cp);
@@ -29,6 +31,8 @@ void append_utf8(std::string& out, std::uint32_t cp) {
         out += "\xEF\xBF\xBD";
     }
 }
+
+namespace {
 
 std::optional<std::vector<std::uint8_t>> read_bytes_object(attach::Memory& memory, const CodeObjectLayout& layout,
                                                            std::uint64_t address) {
@@ -53,9 +57,10 @@ int CodeInfo::line_at(std::int64_t byte_offset) const {
     return line;
 }
 
-// The state bit-field of PyASCIIObject: interned (2 bits), kind (3), compact (1), ascii (1).
-std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout, std::uint64_t address,
-                                        std::size_t max_chars) {
+// The state bit-field of PyASCIIObject: interned (2 bits), kind (3), compact (1), ascii (1). A
+// compact string's characters follow its header; any other keeps a pointer to them.
+std::optional<UnicodePrefix> read_unicode_prefix(attach::Memory& memory, const CodeObjectLayout& layout,
+                                                 std::uint64_t address, std::size_t max_chars) {
     if (address == 0) return std::nullopt;
     std::int64_t length = 0;
     std::uint32_t state = 0;
@@ -66,19 +71,32 @@ std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObject
     unsigned kind = (state >> 2) & 7;
     bool compact = (state >> 5) & 1;
     bool ascii = (state >> 6) & 1;
-    if (length < 0 || !compact || (kind != 1 && kind != 2 && kind != 4)) return std::nullopt;
+    if (length < 0 || (kind != 1 && kind != 2 && kind != 4)) return std::nullopt;
+    std::uint64_t data = 0;
+    if (compact) {
+        data = address + static_cast<std::uint64_t>(ascii ? layout.unicode_ascii_data : layout.unicode_compact_data);
+    } else if (layout.unicode_legacy_data < 0 ||
+               !memory.read_value(address + static_cast<std::uint64_t>(layout.unicode_legacy_data), data) ||
+               data == 0) {
+        return std::nullopt;
+    }
     std::size_t chars = std::min(static_cast<std::size_t>(length), max_chars);
-    std::uint64_t data =
-        address + static_cast<std::uint64_t>(ascii ? layout.unicode_ascii_data : layout.unicode_compact_data);
     std::vector<std::uint8_t> raw(chars * kind);
     if (!memory.read(data, raw.data(), raw.size())) return std::nullopt;
+    UnicodePrefix prefix;
+    prefix.length = static_cast<std::uint64_t>(length);
+    prefix.code_points.resize(chars);
+    for (std::size_t i = 0; i < chars; ++i) std::memcpy(&prefix.code_points[i], raw.data() + i * kind, kind);
+    return prefix;
+}
+
+std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout, std::uint64_t address,
+                                        std::size_t max_chars) {
+    auto prefix = read_unicode_prefix(memory, layout, address, max_chars);
+    if (!prefix) return std::nullopt;
     std::string out;
-    out.reserve(chars);
-    for (std::size_t i = 0; i < chars; ++i) {
-        std::uint32_t cp = 0;
-        std::memcpy(&cp, raw.data() + i * kind, kind);
-        append_utf8(out, cp);
-    }
+    out.reserve(prefix->code_points.size());
+    for (std::uint32_t cp : prefix->code_points) append_utf8(out, cp);
     return out;
 }
 

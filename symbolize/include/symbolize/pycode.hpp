@@ -33,6 +33,7 @@ struct CodeObjectLayout {
     std::int64_t unicode_state = -1;
     std::int64_t unicode_ascii_data = -1;
     std::int64_t unicode_compact_data = -1;
+    std::int64_t unicode_legacy_data = -1;  // data pointer of a str that is not compact (a str subclass's)
     std::int64_t bytes_size = -1;
     std::int64_t bytes_data = -1;
     LineTableFormat format = LineTableFormat::LocationTable311;
@@ -59,6 +60,20 @@ struct CodeInfo {
 // Reads a str object of the target as UTF-8; nullopt when it does not look like a str.
 std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObjectLayout& layout, std::uint64_t address,
                                         std::size_t max_chars = 4096);
+
+// The first code points of a str object of the target, and its whole length.
+struct UnicodePrefix {
+    std::vector<std::uint32_t> code_points;
+    std::uint64_t length = 0;
+};
+
+// Reads at most `max_chars` code points (`max_chars` times the string's character width in bytes);
+// nullopt when the object does not look like a str.
+std::optional<UnicodePrefix> read_unicode_prefix(attach::Memory& memory, const CodeObjectLayout& layout,
+                                                 std::uint64_t address, std::size_t max_chars);
+
+// Appends a code point as UTF-8; U+FFFD for values beyond Unicode.
+void append_utf8(std::string& out, std::uint32_t code_point);
 
 // Reads a Python 2 str (PyStringObject) of the target, its bytes taken as UTF-8 (source files and
 // identifiers of Python 2 are ASCII or UTF-8); nullopt when its size is implausible.

@@ -1,0 +1,487 @@
+#include "pydict.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+namespace pysample::sampler {
+namespace {
+
+using Dict = DictFormat;
+using Instance = InstanceDictFormat;
+using Int = IntFormat;
+
+// interp_modules, heap_cached_keys and values_array are offsetof(PyInterpreterState, modules)
+// (imports.modules from 3.12), offsetof(PyHeapTypeObject, ht_cached_keys) and
+// offsetof(PyDictValues, values), compiled against each version's own headers, internal ones
+// included (pyenv 2.7.18, 3.6.15-3.13.0, Debian 3.11.2, 3.14.10 and 3.15.2 with and without
+// Py_DEBUG, which agree). 3.13+ also publish imports.modules in _Py_DebugOffsets, which is used
+// where present.
+constexpr std::array<ObjectLayout, 11> kLayouts{{
+    {2, 7, 16, -1, -1, Dict::Open27, Instance::DictOffset, Int::Int27},
+    {3, 6, 16, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
+    {3, 7, 40, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
+    {3, 8, 56, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
+    {3, 9, 856, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
+    {3, 10, 856, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
+    {3, 11, 888, 872, 0, Dict::Compact311, Instance::Managed311, Int::ObSize},
+    {3, 12, 944, 880, 0, Dict::Compact311, Instance::DictOrValues312, Int::LvTag},
+    {3, 13, 7656, 880, 8, Dict::Compact311, Instance::InlineValues313, Int::LvTag},
+    {3, 14, 7688, 880, 8, Dict::Compact311, Instance::InlineValues313, Int::LvTag},
+    {3, 15, 7592, 888, 8, Dict::Compact311, Instance::InlineValues313, Int::LvTag},
+}};
+
+// The same in every supported version on x86-64 (offsetof against the same headers).
+constexpr std::uint64_t kObType = 8;                  // PyObject.ob_type
+constexpr std::uint64_t kTpName = 24;                 // PyTypeObject.tp_name
+constexpr std::uint64_t kTpBasicsize = 32;            // PyTypeObject.tp_basicsize
+constexpr std::uint64_t kTpFlags = 168;               // PyTypeObject.tp_flags
+constexpr std::uint64_t kTpDictoffset = 288;          // PyTypeObject.tp_dictoffset
+constexpr std::uint64_t kFlagInlineValues = 1u << 2;  // Py_TPFLAGS_INLINE_VALUES (3.13+)
+constexpr std::uint64_t kFlagManagedDict = 1u << 4;   // Py_TPFLAGS_MANAGED_DICT (3.11+)
+constexpr std::uint64_t kFlagHeapType = 1u << 9;      // Py_TPFLAGS_HEAPTYPE
+
+// PyDictObject of 2.7: ma_fill, ma_used, ma_mask, ma_table; entries are (hash, key, value).
+constexpr std::uint64_t kDict27Mask = 32;
+constexpr std::uint64_t kDict27Table = 40;
+// PyDictObject of 3.x: ma_used, ma_version_tag (3.6-3.13) or _ma_watcher_tag, ma_keys, ma_values.
+constexpr std::uint64_t kDictKeys = 32;
+constexpr std::uint64_t kDictValues = 40;
+constexpr std::size_t kDictHeader = 48;
+constexpr std::size_t kEntrySize = 24;  // PyDictKeyEntry: me_hash, me_key, me_value
+
+// PyDictKeysObject of 3.6-3.10 (Objects/dict-common.h, not installed; checked against live
+// dicts): dk_refcnt, dk_size, dk_lookup, dk_usable, dk_nentries, dk_indices.
+constexpr std::size_t kKeys36Size = 8;
+constexpr std::size_t kKeys36Nentries = 32;
+constexpr std::size_t kKeys36Indices = 40;
+// PyDictKeysObject of 3.11+ (internal/pycore_dict.h): dk_refcnt, dk_log2_size,
+// dk_log2_index_bytes, dk_kind, [dk_mutex when free-threaded], dk_version, dk_usable,
+// dk_nentries, dk_indices. Entries follow the 1 << dk_log2_index_bytes bytes of indices.
+constexpr std::size_t kKeysLog2Size = 8;
+constexpr std::size_t kKeysLog2IndexBytes = 9;
+constexpr std::size_t kKeysKind = 10;
+constexpr std::size_t kKeysNentries = 24;
+constexpr std::size_t kKeysIndices = 32;
+constexpr std::uint8_t kKindGeneral = 0;  // DICT_KEYS_GENERAL; UNICODE and SPLIT hold (key, value)
+constexpr std::size_t kUnicodeEntrySize = 16;
+constexpr std::uint8_t kMaxLog2Size = 30;
+
+// Managed dicts (internal/pycore_object.h): MANAGED_DICT_OFFSET is -3 words from 3.11; 3.11
+// keeps the values pointer one word before it. 3.13's PyDictValues starts with capacity, size,
+// embedded and valid bytes.
+constexpr std::uint64_t kManagedDict = 24;
+constexpr std::uint64_t kManagedValues311 = 32;
+constexpr std::uint64_t kValuesCapacity = 0;
+constexpr std::uint64_t kValuesValid = 3;
+
+// PyIntObject.ob_ival (2.7); PyLongObject's ob_size or lv_tag, then 30-bit digits.
+constexpr std::uint64_t kIntValue = 16;
+constexpr std::uint64_t kLongSize = 16;
+constexpr std::uint64_t kLongDigits = 24;
+constexpr unsigned kDigitBits = 30;  // PyLong_SHIFT in every build checked
+constexpr unsigned kLvTagNonSizeBits = 3;
+constexpr std::uint64_t kLvTagSignMask = 3;
+constexpr std::uint64_t kLvTagNegative = 2;
+constexpr std::uint64_t kLvTagZero = 1;
+
+constexpr std::size_t kMaxTypeName = 32;
+constexpr std::size_t kMaxStaticTypes = 256;
+constexpr std::size_t kPageSize = 4096;
+
+bool plausible_object(std::uint64_t address) { return address >= kPageSize && address % 8 == 0; }
+
+std::size_t index_bytes_36(std::uint64_t size) {
+    if (size <= 0xff) return 1;
+    if (size <= 0xffff) return 2;
+    if (size <= 0xffffffff) return 4;
+    return 8;
+}
+
+void append_code_point(std::string& out, char32_t cp) {
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xC0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xE0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+}
+
+// The well-formed UTF-8 sequence at `at`: its length, 0 when there is none.
+std::size_t decode_code_point(std::string_view text, std::size_t at, char32_t& cp) {
+    auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+    unsigned char lead = byte(at);
+    std::size_t length = lead < 0x80                   ? 1
+                         : lead >= 0xC2 && lead < 0xE0 ? 2
+                         : lead >= 0xE0 && lead < 0xF0 ? 3
+                         : lead >= 0xF0 && lead < 0xF5 ? 4
+                                                       : 0;
+    if (length == 0 || at + length > text.size()) return 0;
+    cp = length == 1 ? lead : lead & (0x7F >> length);
+    for (std::size_t i = 1; i < length; ++i) {
+        if ((byte(at + i) & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (byte(at + i) & 0x3F);
+    }
+    static constexpr char32_t kMinimum[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMinimum[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return length;
+}
+
+// Deleted entries and split-table keys this object has no value for.
+void drop_empty(std::vector<DictItem>& items) {
+    std::erase_if(items,
+                  [](const DictItem& item) { return !plausible_object(item.key) || !plausible_object(item.value); });
+}
+
+bool is_control(char32_t cp) { return cp < 0x20 || (cp >= 0x7F && cp < 0xA0); }
+
+}  // namespace
+
+const ObjectLayout* find_object_layout(int major, int minor) {
+    for (const auto& layout : kLayouts) {
+        if (layout.major == major && layout.minor == minor) return &layout;
+    }
+    return nullptr;
+}
+
+std::string printable_name(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t at = 0; at < text.size();) {
+        char32_t cp = 0;
+        std::size_t length = decode_code_point(text, at, cp);
+        if (length == 0) {
+            append_code_point(out, 0xFFFD);
+            ++at;
+            continue;
+        }
+        append_code_point(out, is_control(cp) ? U' ' : cp);
+        at += length;
+    }
+    return out;
+}
+
+ObjectReader::ObjectReader(attach::Memory& memory, const ObjectLayout& layout,
+                           const symbolize::CodeObjectLayout& strings, pid_t pid)
+    : memory_(memory), layout_(layout), strings_(strings), pid_(pid) {}
+
+// Names of static types are cached: they live as long as the interpreter. A heap type's
+// address may be reused by another type, so its name is read each time.
+std::optional<std::string> ObjectReader::type_name(std::uint64_t object) {
+    std::uint64_t type = 0;
+    if (!plausible_object(object) || !memory_.read_value(object + kObType, type) || !plausible_object(type)) {
+        return std::nullopt;
+    }
+    if (auto cached = static_type_names_.find(type); cached != static_type_names_.end()) return cached->second;
+    std::uint64_t name_address = 0;
+    std::uint64_t flags = 0;
+    if (!memory_.read_value(type + kTpName, name_address) || !memory_.read_value(type + kTpFlags, flags) ||
+        name_address == 0) {
+        return std::nullopt;
+    }
+    // Up to the end of its page only: the next page may not be mapped.
+    std::size_t readable = std::min<std::size_t>(kMaxTypeName, kPageSize - name_address % kPageSize);
+    std::array<char, kMaxTypeName> raw{};
+    if (!memory_.read(name_address, raw.data(), readable)) return std::nullopt;
+    std::string name(raw.data(), strnlen(raw.data(), readable));
+    if ((flags & kFlagHeapType) == 0) {
+        if (static_type_names_.size() >= kMaxStaticTypes) static_type_names_.clear();
+        static_type_names_.emplace(type, name);
+    }
+    return name;
+}
+
+bool ObjectReader::has_type(std::uint64_t object, std::string_view name) {
+    auto actual = type_name(object);
+    return actual && *actual == name;
+}
+
+bool ObjectReader::dict_items(std::uint64_t dict, std::vector<DictItem>& out) {
+    out.clear();
+    if (!plausible_object(dict)) return false;
+    return layout_.dict == DictFormat::Open27 ? open_table_items(dict, out) : compact_items(dict, out);
+}
+
+bool ObjectReader::open_table_items(std::uint64_t dict, std::vector<DictItem>& out) {
+    std::uint64_t mask = 0;
+    std::uint64_t table = 0;
+    if (!memory_.read_value(dict + kDict27Mask, mask) || !memory_.read_value(dict + kDict27Table, table)) {
+        spdlog::debug("pid {}: dict at {:#x} unreadable", pid_, dict);
+        return false;
+    }
+    std::uint64_t slots = mask + 1;
+    if ((slots & mask) != 0 || slots > 4 * kMaxDictItems || !plausible_object(table)) {
+        spdlog::debug("pid {}: dict at {:#x} has an implausible table ({} slots at {:#x})", pid_, dict, slots, table);
+        return false;
+    }
+    buffer_.resize(slots * kEntrySize);
+    if (!memory_.read(table, buffer_.data(), buffer_.size())) {
+        spdlog::debug("pid {}: table of dict at {:#x} unreadable at {:#x}", pid_, dict, table);
+        return false;
+    }
+    for (std::size_t slot = 0; slot < slots && out.size() < kMaxDictItems; ++slot) {
+        DictItem item{attach::field_at<std::uint64_t>(buffer_, static_cast<std::int64_t>(slot * kEntrySize + 8)),
+                      attach::field_at<std::uint64_t>(buffer_, static_cast<std::int64_t>(slot * kEntrySize + 16))};
+        // Deleted slots keep a dummy key without a value.
+        if (plausible_object(item.key) && plausible_object(item.value)) out.push_back(item);
+    }
+    return true;
+}
+
+bool ObjectReader::compact_items(std::uint64_t dict, std::vector<DictItem>& out) {
+    std::array<std::uint8_t, kDictHeader> header{};
+    if (!memory_.read(dict, header.data(), header.size())) {
+        spdlog::debug("pid {}: dict at {:#x} unreadable", pid_, dict);
+        return false;
+    }
+    std::uint64_t keys = 0;
+    std::uint64_t values = 0;
+    std::memcpy(&keys, header.data() + kDictKeys, sizeof(keys));
+    std::memcpy(&values, header.data() + kDictValues, sizeof(values));
+    return keys_items(keys, values, out);
+}
+
+// `values` is a split table's values (ma_values, or an object's own values), 0 for a combined table.
+bool ObjectReader::keys_items(std::uint64_t keys, std::uint64_t values, std::vector<DictItem>& out) {
+    if (!plausible_object(keys)) {
+        spdlog::debug("pid {}: dict keys at {:#x} implausible", pid_, keys);
+        return false;
+    }
+    return layout_.dict == DictFormat::Compact36 ? keys_items_36(keys, values, out) : keys_items_311(keys, values, out);
+}
+
+bool ObjectReader::keys_items_36(std::uint64_t keys, std::uint64_t values, std::vector<DictItem>& out) {
+    std::uint64_t size = 0;
+    std::int64_t entries = 0;
+    if (!memory_.read_value(keys + kKeys36Size, size) || !memory_.read_value(keys + kKeys36Nentries, entries)) {
+        spdlog::debug("pid {}: dict keys at {:#x} unreadable", pid_, keys);
+        return false;
+    }
+    if (size < 8 || (size & (size - 1)) != 0 || size > (std::uint64_t{1} << kMaxLog2Size) || entries < 0 ||
+        static_cast<std::uint64_t>(entries) > size || static_cast<std::uint64_t>(entries) > kMaxDictItems) {
+        spdlog::debug("pid {}: dict keys at {:#x} implausible (size {}, {} entries)", pid_, keys, size, entries);
+        return false;
+    }
+    auto count = static_cast<std::size_t>(entries);
+    buffer_.resize(count * kEntrySize);
+    std::uint64_t first = keys + kKeys36Indices + size * index_bytes_36(size);
+    if (!memory_.read(first, buffer_.data(), buffer_.size())) {
+        spdlog::debug("pid {}: entries of dict keys at {:#x} unreadable at {:#x}", pid_, keys, first);
+        return false;
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+        out.push_back({attach::field_at<std::uint64_t>(buffer_, static_cast<std::int64_t>(i * kEntrySize + 8)),
+                       attach::field_at<std::uint64_t>(buffer_, static_cast<std::int64_t>(i * kEntrySize + 16))});
+    }
+    if (values != 0 && !split_values(values, count, out)) return false;
+    drop_empty(out);
+    return true;
+}
+
+bool ObjectReader::keys_items_311(std::uint64_t keys, std::uint64_t values, std::vector<DictItem>& out) {
+    std::array<std::uint8_t, kKeysIndices> header{};
+    if (!memory_.read(keys, header.data(), header.size())) {
+        spdlog::debug("pid {}: dict keys at {:#x} unreadable", pid_, keys);
+        return false;
+    }
+    std::uint8_t log2_size = header[kKeysLog2Size];
+    std::uint8_t log2_index_bytes = header[kKeysLog2IndexBytes];
+    std::uint8_t kind = header[kKeysKind];
+    std::int64_t entries = 0;
+    std::memcpy(&entries, header.data() + kKeysNentries, sizeof(entries));
+    if (log2_size < 3 || log2_size > kMaxLog2Size || log2_index_bytes < log2_size || log2_index_bytes > log2_size + 3 ||
+        kind > 2 || entries < 0 || entries > (std::int64_t{1} << log2_size) ||
+        static_cast<std::uint64_t>(entries) > kMaxDictItems) {
+        spdlog::debug("pid {}: dict keys at {:#x} implausible (log2 size {}, kind {}, {} entries)", pid_, keys,
+                      log2_size, kind, entries);
+        return false;
+    }
+    auto count = static_cast<std::size_t>(entries);
+    std::size_t entry_size = kind == kKindGeneral ? kEntrySize : kUnicodeEntrySize;
+    std::size_t key_at = kind == kKindGeneral ? 8 : 0;
+    buffer_.resize(count * entry_size);
+    std::uint64_t first = keys + kKeysIndices + (std::uint64_t{1} << log2_index_bytes);
+    if (!memory_.read(first, buffer_.data(), buffer_.size())) {
+        spdlog::debug("pid {}: entries of dict keys at {:#x} unreadable at {:#x}", pid_, keys, first);
+        return false;
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+        auto at = static_cast<std::int64_t>(i * entry_size + key_at);
+        out.push_back({attach::field_at<std::uint64_t>(buffer_, at), attach::field_at<std::uint64_t>(buffer_, at + 8)});
+    }
+    if (values != 0 && !split_values(values, count, out)) return false;
+    drop_empty(out);
+    return true;
+}
+
+// A split table keeps its values apart, in the order of the shared keys' entries. From 3.13 the
+// values know their capacity, which may be below the number of keys added since.
+bool ObjectReader::split_values(std::uint64_t values, std::size_t count, std::vector<DictItem>& out) {
+    std::uint64_t array = values;
+    if (layout_.values_array > 0) {
+        std::uint8_t capacity = 0;
+        if (!memory_.read_value(values + kValuesCapacity, capacity)) {
+            spdlog::debug("pid {}: dict values unreadable at {:#x}", pid_, values);
+            return false;
+        }
+        count = std::min<std::size_t>(count, capacity);
+        array += static_cast<std::uint64_t>(layout_.values_array);
+    }
+    std::vector<std::uint64_t> pointers(count);
+    if (!memory_.read(array, pointers.data(), pointers.size() * sizeof(std::uint64_t))) {
+        spdlog::debug("pid {}: dict values unreadable at {:#x}", pid_, array);
+        return false;
+    }
+    for (std::size_t i = 0; i < out.size(); ++i) out[i].value = i < count ? pointers[i] : 0;
+    return true;
+}
+
+std::optional<std::uint64_t> ObjectReader::dict_get(std::uint64_t dict, std::string_view key) {
+    if (!dict_items(dict, scratch_)) return std::nullopt;
+    return find_str_key(scratch_, key);
+}
+
+// The key object that matched last time is tried first: dicts keep their key objects, so a
+// repeated lookup reads one string instead of all of them.
+std::optional<std::uint64_t> ObjectReader::find_str_key(const std::vector<DictItem>& items, std::string_view key) {
+    auto remembered = key_objects_.find(key);
+    if (remembered != key_objects_.end()) {
+        for (const auto& item : items) {
+            if (item.key == remembered->second && str_equals(item.key, key)) return item.value;
+        }
+    }
+    for (const auto& item : items) {
+        if (str_equals(item.key, key)) {
+            key_objects_[std::string(key)] = item.key;
+            return item.value;
+        }
+    }
+    return std::nullopt;
+}
+
+bool ObjectReader::str_equals(std::uint64_t object, std::string_view text) {
+    auto value = str_value(object, text.size() + 1);
+    return value && *value == text;
+}
+
+std::optional<std::string> ObjectReader::str_value(std::uint64_t object, std::size_t max_chars) {
+    if (!has_type(object, "str")) return std::nullopt;
+    if (layout_.major < 3) return symbolize::read_byte_string(memory_, strings_, object, max_chars);
+    return symbolize::read_unicode(memory_, strings_, object, max_chars);
+}
+
+bool ObjectReader::read_type(std::uint64_t object, TypeInfo& type) {
+    std::uint64_t address = 0;
+    if (!memory_.read_value(object + kObType, address) || !plausible_object(address) ||
+        !memory_.read_value(address + kTpBasicsize, type.basicsize) ||
+        !memory_.read_value(address + kTpFlags, type.flags) ||
+        !memory_.read_value(address + kTpDictoffset, type.dictoffset)) {
+        spdlog::debug("pid {}: type of the object at {:#x} unreadable", pid_, object);
+        return false;
+    }
+    if ((type.flags & kFlagHeapType) != 0 && layout_.heap_cached_keys >= 0 &&
+        !memory_.read_value(address + static_cast<std::uint64_t>(layout_.heap_cached_keys), type.cached_keys)) {
+        spdlog::debug("pid {}: cached keys of the type at {:#x} unreadable", pid_, address);
+        return false;
+    }
+    return true;
+}
+
+bool ObjectReader::attribute_items(std::uint64_t object, std::vector<DictItem>& out) {
+    out.clear();
+    TypeInfo type;
+    if (!plausible_object(object) || !read_type(object, type)) return false;
+    if (layout_.instance != InstanceDictFormat::DictOffset && (type.flags & kFlagManagedDict) != 0) {
+        return managed_attribute_items(object, type, out);
+    }
+    if (type.dictoffset <= 0) return false;  // no __dict__, or one at the end of a variable-size object
+    std::uint64_t dict = 0;
+    if (!memory_.read_value(object + static_cast<std::uint64_t>(type.dictoffset), dict)) return false;
+    return dict == 0 || dict_items(dict, out);
+}
+
+// An instance of a class keeps its attributes either in a dict of its own or, as long as no dict
+// was asked for, in a values array that shares the class's keys (ht_cached_keys).
+bool ObjectReader::managed_attribute_items(std::uint64_t object, const TypeInfo& type, std::vector<DictItem>& out) {
+    std::uint64_t word = 0;
+    if (!memory_.read_value(object - kManagedDict, word)) return false;
+    std::uint64_t values = 0;
+    switch (layout_.instance) {
+        case InstanceDictFormat::Managed311:
+            if (word != 0) return dict_items(word, out);
+            if (!memory_.read_value(object - kManagedValues311, values)) return false;
+            break;
+        case InstanceDictFormat::DictOrValues312:
+            if ((word & 1) == 0) return word == 0 || dict_items(word, out);
+            values = word + 1;  // the word is the values pointer minus one
+            break;
+        case InstanceDictFormat::InlineValues313: {
+            if (word != 0) return dict_items(word, out);
+            if ((type.flags & kFlagInlineValues) == 0 || type.basicsize <= 0) return true;
+            values = object + static_cast<std::uint64_t>(type.basicsize);
+            std::uint8_t valid = 0;
+            if (!memory_.read_value(values + kValuesValid, valid) || valid == 0) return false;
+            break;
+        }
+        case InstanceDictFormat::DictOffset: return false;
+    }
+    if (values == 0) return true;
+    return keys_items(type.cached_keys, values, out);
+}
+
+std::optional<std::uint64_t> ObjectReader::attribute(std::uint64_t object, std::string_view name) {
+    if (!attribute_items(object, scratch_)) return std::nullopt;
+    return find_str_key(scratch_, name);
+}
+
+std::optional<std::uint64_t> ObjectReader::int_value(std::uint64_t object) {
+    auto type = type_name(object);
+    if (!type) return std::nullopt;
+    if (layout_.ints == IntFormat::Int27 && *type == "int") {
+        std::int64_t value = 0;
+        if (!memory_.read_value(object + kIntValue, value) || value < 0) return std::nullopt;
+        return static_cast<std::uint64_t>(value);
+    }
+    if (*type != (layout_.ints == IntFormat::Int27 ? "long" : "int")) return std::nullopt;
+    std::uint64_t size = 0;
+    if (!memory_.read_value(object + kLongSize, size)) return std::nullopt;
+    if (layout_.ints != IntFormat::LvTag) {
+        auto signed_size = static_cast<std::int64_t>(size);
+        if (signed_size < 0) return std::nullopt;
+        return digits_value(object, size);
+    }
+    std::uint64_t sign = size & kLvTagSignMask;
+    if (sign == kLvTagNegative) return std::nullopt;
+    if (sign == kLvTagZero) return 0;
+    return digits_value(object, size >> kLvTagNonSizeBits);
+}
+
+std::optional<std::uint64_t> ObjectReader::digits_value(std::uint64_t object, std::uint64_t count) {
+    constexpr std::uint64_t kMaxDigits = (64 + kDigitBits - 1) / kDigitBits;
+    if (count > kMaxDigits) return std::nullopt;
+    std::array<std::uint32_t, kMaxDigits> digits{};
+    if (count != 0 && !memory_.read(object + kLongDigits, digits.data(), count * sizeof(std::uint32_t))) {
+        return std::nullopt;
+    }
+    std::uint64_t value = 0;
+    for (std::uint64_t i = count; i-- > 0;) {
+        std::uint32_t digit = digits[i];
+        if (digit >> kDigitBits != 0) return std::nullopt;
+        if (value > (~std::uint64_t{0} >> kDigitBits)) return std::nullopt;  // more than 64 bits
+        value = (value << kDigitBits) | digit;
+    }
+    return value;
+}
+
+}  // namespace pysample::sampler
