@@ -74,6 +74,10 @@ public:
             threads_seen_ = threads_.size();
             idle_threads_ = static_cast<std::size_t>(
                 std::count_if(threads_.begin(), threads_.end(), [](const ThreadSnapshot& t) { return t.idle; }));
+            names_.clear();
+            for (const auto& thread : threads_) {
+                if (!thread.name.empty()) names_.push_back(thread.name);
+            }
         }
         return true;
     }
@@ -88,6 +92,7 @@ public:
     std::uint64_t errors() const { return errors_; }
     std::size_t threads() const { return threads_seen_; }
     std::size_t idle_threads() const { return idle_threads_; }
+    const std::vector<std::string>& thread_names() const { return names_; }
     attach::ThreadSuspender* suspender() { return snapshotter_.suspender(); }
 
     // The most frequent reason a stack was rejected since the last reset.
@@ -128,6 +133,7 @@ private:
     std::uint64_t errors_ = 0;
     std::size_t threads_seen_ = 0;
     std::size_t idle_threads_ = 0;
+    std::vector<std::string> names_;
 };
 
 // While the screen is shown, log messages would be drawn over it: they are kept and printed to
@@ -293,6 +299,7 @@ private:
         status_.common_error = sampler_.common_error();
         status_.threads = sampler_.threads();
         status_.idle_threads = sampler_.idle_threads();
+        status_.thread_names = sampler_.thread_names();
     }
 
     TopLayout plain_layout() const {

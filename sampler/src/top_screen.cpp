@@ -215,6 +215,12 @@ std::vector<std::string> header_lines(const TopCounts& counts, const TopStatus& 
                           std::to_string(status.threads - status.idle_threads) + " active, " +
                           std::to_string(status.idle_threads) + " idle" +
                           (status.idle_included ? ", idle sampled" : "") + ")   " + elapsed;
+    if (!status.thread_names.empty()) {
+        threads += "   Names:";
+        for (std::size_t i = 0; i < status.thread_names.size(); ++i) {
+            threads += (i == 0 ? " " : ", ") + status.thread_names[i];
+        }
+    }
     std::string mode = status.blocking ? "blocking" : "nonblocking";
     if (status.native) mode += ", native";
     std::string settings = "Sort: " + std::string(column_name(view.sort)) + "   %: " +

@@ -96,6 +96,7 @@ struct TopStatus {
     std::string common_error;  // why, the most frequent reason
     std::size_t threads = 0;   // Python threads in the last sample
     std::size_t idle_threads = 0;
+    std::vector<std::string> thread_names;  // as the program names them (threading), else the kernel's
     bool idle_included = false;
     bool blocking = false;
     bool native = false;

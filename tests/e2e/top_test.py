@@ -127,7 +127,8 @@ def test_screen(pysample, python, tmp):
             print("\n".join(lines[:12]))
             check(lines[0].startswith("%s%d - Python %s" % (TITLE, workload.pid, version)),
                   "title line does not name the pid and Python %s: %r" % (version, lines[0]))
-            check(any(re.match(r"Threads: 1 \(\d active, \d idle\)", line) for line in lines), "no thread count")
+            check(any(re.match(r"Threads: 1 \(\d active, \d idle\).*Names: \S", line) for line in lines),
+                  "no thread count and name")
             check(any("Sort: %Own" in line for line in lines), "no sort indicator for %Own")
             check(any(re.search(r"\d+\.\d Hz achieved, 100 Hz asked", line) for line in lines), "no sampling rate")
             check(tmux.query("#{alternate_on} #{cursor_flag}") == "1 0",
