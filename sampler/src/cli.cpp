@@ -194,17 +194,21 @@ std::vector<RecordOptions::Output> parse_outputs(const po::variables_map& vm) {
     return outputs;
 }
 
-TopOptions parse_top(const po::variables_map& vm) {
-    TopOptions options;
-    fill_common(vm, options);
-    options.rate = vm["rate"].as<double>();
-    if (!(options.rate > 0 && options.rate <= 100000)) {
+void parse_rate_and_duration(const po::variables_map& vm, double& rate, double& duration) {
+    rate = vm["rate"].as<double>();
+    if (!(rate > 0 && rate <= 100000)) {
         throw attach::Error(attach::ErrorKind::Usage, "--rate must be between 0 and 100000 samples per second");
     }
     if (vm.count("duration")) {
-        options.duration = vm["duration"].as<double>();
-        if (!(options.duration > 0)) throw attach::Error(attach::ErrorKind::Usage, "--duration must be positive");
+        duration = vm["duration"].as<double>();
+        if (!(duration > 0)) throw attach::Error(attach::ErrorKind::Usage, "--duration must be positive");
     }
+}
+
+TopOptions parse_top(const po::variables_map& vm) {
+    TopOptions options;
+    fill_common(vm, options);
+    parse_rate_and_duration(vm, options.rate, options.duration);
     options.interval = vm["interval"].as<double>();
     if (!(options.interval >= 0.05 && options.interval <= 3600)) {
         throw attach::Error(attach::ErrorKind::Usage, "--interval must be between 0.05 and 3600 seconds");
@@ -219,14 +223,7 @@ TopOptions parse_top(const po::variables_map& vm) {
 RecordOptions parse_record(const po::variables_map& vm) {
     RecordOptions options;
     fill_common(vm, options);
-    options.rate = vm["rate"].as<double>();
-    if (!(options.rate > 0 && options.rate <= 100000)) {
-        throw attach::Error(attach::ErrorKind::Usage, "--rate must be between 0 and 100000 samples per second");
-    }
-    if (vm.count("duration")) {
-        options.duration = vm["duration"].as<double>();
-        if (!(options.duration > 0)) throw attach::Error(attach::ErrorKind::Usage, "--duration must be positive");
-    }
+    parse_rate_and_duration(vm, options.rate, options.duration);
     options.outputs = parse_outputs(vm);
     options.reverse = vm["reverse"].as<bool>();
     auto sort = exporters::parse_sort_key(vm["sort"].as<std::string>());

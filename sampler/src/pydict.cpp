@@ -6,6 +6,8 @@
 #include <array>
 #include <cstring>
 
+#include "symbolize/pycode.hpp"
+
 namespace pysample::sampler {
 namespace {
 
@@ -100,24 +102,6 @@ std::size_t index_bytes_36(std::uint64_t size) {
     return 8;
 }
 
-void append_code_point(std::string& out, char32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
-
 // The well-formed UTF-8 sequence at `at`: its length, 0 when there is none.
 std::size_t decode_code_point(std::string_view text, std::size_t at, char32_t& cp) {
     auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
@@ -162,11 +146,11 @@ std::string printable_name(std::string_view text) {
         char32_t cp = 0;
         std::size_t length = decode_code_point(text, at, cp);
         if (length == 0) {
-            append_code_point(out, 0xFFFD);
+            symbolize::append_utf8(out, 0xFFFD);
             ++at;
             continue;
         }
-        append_code_point(out, is_control(cp) ? U' ' : cp);
+        symbolize::append_utf8(out, is_control(cp) ? U' ' : static_cast<std::uint32_t>(cp));
         at += length;
     }
     return out;

@@ -14,6 +14,7 @@
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
 #include "attach/processes.hpp"
+#include "launch_target.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
 #include "snapshot.hpp"
@@ -36,26 +37,6 @@ std::string timestamp(const char* format) {
 std::string default_output_path(pid_t pid, exporters::Format format) {
     return "pysample-" + std::to_string(pid) + "-" + timestamp("%Y%m%d-%H%M%S") +
            std::string(exporters::default_extension(format));
-}
-
-// Waits until a launched command has become a Python process with its runtime mapped. Returns
-// nullptr when the child exits first or a stop signal arrives.
-std::unique_ptr<PythonProcess> wait_for_python(attach::ChildProcess& child, const RecordOptions& options) {
-    auto started = Clock::now();
-    bool warned = false;
-    for (;;) {
-        if (child.poll() || stop_requested()) return nullptr;
-        try {
-            return std::make_unique<PythonProcess>(child.pid(), options.python_version);
-        } catch (const attach::Error& e) {
-            if (e.kind() != attach::ErrorKind::NotPython && e.kind() != attach::ErrorKind::NoSuchProcess) throw;
-            if (!warned && Clock::now() - started > std::chrono::seconds(5)) {
-                spdlog::warn("still waiting for '{}' to start a Python interpreter: {}", options.command[0], e.what());
-                warned = true;
-            }
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(500));
-    }
 }
 
 // One process being sampled: the target, or with --subprocesses also one of its descendants.

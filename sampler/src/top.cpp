@@ -16,6 +16,7 @@
 
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
+#include "launch_target.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
 #include "snapshot.hpp"
@@ -31,26 +32,6 @@ constexpr std::size_t kPlainRows = 20;
 
 double seconds_between(Clock::time_point from, Clock::time_point to) {
     return std::chrono::duration<double>(to - from).count();
-}
-
-// Waits until a launched command has become a Python process with its runtime mapped. Returns
-// nullptr when the child exits first or a stop signal arrives.
-std::unique_ptr<PythonProcess> wait_for_python(attach::ChildProcess& child, const TopOptions& options) {
-    auto started = Clock::now();
-    bool warned = false;
-    for (;;) {
-        if (child.poll() || stop_requested()) return nullptr;
-        try {
-            return std::make_unique<PythonProcess>(child.pid(), options.python_version);
-        } catch (const attach::Error& e) {
-            if (e.kind() != attach::ErrorKind::NotPython && e.kind() != attach::ErrorKind::NoSuchProcess) throw;
-            if (!warned && Clock::now() - started > std::chrono::seconds(5)) {
-                spdlog::warn("still waiting for '{}' to start a Python interpreter: {}", options.command[0], e.what());
-                warned = true;
-            }
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(500));
-    }
 }
 
 // Samples the target into per-function counts, keeping what the header reports.

@@ -3,15 +3,13 @@
 
 Usage: locals_gil_test.py --pysample BIN --python INTERPRETER locals|gil
 """
-import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 
-from run_e2e import Failure, Workload, check, markers, python_version, record, run_pysample
+import run_e2e  # noqa: E402
+from run_e2e import Workload, check, markers, python_version, record, run_pysample
 
 
 def variables_under(lines, header):
@@ -165,21 +163,5 @@ def test_gil(pysample, python, tmp):
 TESTS = {"locals": test_locals, "gil": test_gil}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pysample", required=True)
-    parser.add_argument("--python", required=True)
-    parser.add_argument("test", choices=sorted(TESTS))
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pysample-e2e-") as tmp:
-        try:
-            TESTS[args.test](os.path.abspath(args.pysample), args.python, tmp)
-        except Failure as failure:
-            print("FAILED %s (%s): %s" % (args.test, args.python, failure))
-            return 1
-    print("passed %s (%s)" % (args.test, args.python))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_e2e.main(TESTS))

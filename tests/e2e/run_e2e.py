@@ -811,15 +811,17 @@ def test_errors(pysample, _python, tmp):
 TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 
-def main():
+def main(tests=None):
+    """Runs one test of `tests` (default: this file's) named on the command line."""
+    tests = TESTS if tests is None else tests
     parser = argparse.ArgumentParser()
     parser.add_argument("--pysample", required=True)
     parser.add_argument("--python", default=None)
-    parser.add_argument("test", choices=sorted(TESTS))
+    parser.add_argument("test", choices=sorted(tests))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pysample-e2e-") as tmp:
         try:
-            TESTS[args.test](os.path.abspath(args.pysample), args.python, tmp)
+            tests[args.test](os.path.abspath(args.pysample), args.python, tmp)
         except Failure as failure:
             print("FAILED %s (%s): %s" % (args.test, args.python, failure))
             return 1
