@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "exporters/exporters.hpp"
+#include "exporters/utf8.hpp"
 #include "flamegraph_script.hpp"
-#include "utf8.hpp"
 
 namespace pysample::exporters {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "utf8.hpp"
+#include "exporters/utf8.hpp"
 
 namespace pysample::exporters::detail {
 namespace {

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "exporters/exporters.hpp"
+#include "exporters/utf8.hpp"
 #include "function_stats.hpp"
-#include "utf8.hpp"
 
 namespace pysample::exporters {
 namespace {

@@ -1,4 +1,4 @@
-#include "utf8.hpp"
+#include "exporters/utf8.hpp"
 
 #include <array>
 

@@ -13,10 +13,10 @@
 #include <tuple>
 #include <utility>
 
+#include "exporters/utf8.hpp"
+
 namespace pysample::sampler {
 namespace {
-
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
 // ---- text ----------------------------------------------------------------------------------
 
@@ -24,33 +24,6 @@ bool is_continuation(unsigned char byte) { return (byte & 0xC0) == 0x80; }
 
 // The length of the well-formed UTF-8 sequence at `at`, or 0 (stray or missing continuation
 // bytes, overlong forms, surrogates, past U+10FFFF).
-std::size_t utf8_sequence(std::string_view text, std::size_t at, char32_t& code_point) {
-    auto lead = static_cast<unsigned char>(text[at]);
-    std::size_t length = 0;
-    char32_t minimum = 0;
-    if (lead < 0x80) {
-        code_point = lead;
-        return 1;
-    } else if ((lead & 0xE0) == 0xC0) {
-        length = 2, minimum = 0x80, code_point = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-        length = 3, minimum = 0x800, code_point = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-        length = 4, minimum = 0x10000, code_point = lead & 0x07;
-    } else {
-        return 0;
-    }
-    if (at + length > text.size()) return 0;
-    for (std::size_t i = 1; i < length; ++i) {
-        auto byte = static_cast<unsigned char>(text[at + i]);
-        if (!is_continuation(byte)) return 0;
-        code_point = (code_point << 6) | (byte & 0x3F);
-    }
-    bool surrogate = code_point >= 0xD800 && code_point <= 0xDFFF;
-    if (code_point < minimum || surrogate || code_point > 0x10FFFF) return 0;
-    return length;
-}
-
 bool is_control(char32_t code_point) {
     return code_point < 0x20 || code_point == 0x7F || (code_point >= 0x80 && code_point < 0xA0);
 }
@@ -372,9 +345,9 @@ std::string terminal_text(std::string_view text) {
     out.reserve(text.size());
     for (std::size_t at = 0; at < text.size();) {
         char32_t code_point = 0;
-        std::size_t length = utf8_sequence(text, at, code_point);
+        std::size_t length = exporters::decode_utf8(text, at, code_point);
         if (length == 0 || is_control(code_point)) {
-            out += kReplacement;
+            out += exporters::kReplacementCharacter;
             at += length == 0 ? 1 : length;
             continue;
         }
