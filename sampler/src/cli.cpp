@@ -9,6 +9,7 @@
 
 #include "attach/error.hpp"
 #include "options.hpp"
+#include "timer.hpp"
 
 namespace pysample::sampler {
 namespace po = boost::program_options;
@@ -49,7 +50,8 @@ po::options_description record_options() {
         "Output format: " + exporters::format_names() + " (default: from the output suffix, else flamegraph)";
     po::options_description desc("Record options", 110, 60);
     desc.add_options()
-        ("rate,r", po::value<double>()->default_value(100), "Samples per second")
+        ("rate,r", po::value<std::string>()->default_value("100"),
+         "Samples per second, or 'max' to sample as fast as pysample can")
         ("duration,d", po::value<double>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")
         ("output,o", po::value<std::vector<std::string>>(),
          "Output file; repeat for several, each in the format its suffix names: .svg (flamegraph), "
@@ -86,7 +88,7 @@ po::options_description native_options() {
 po::options_description top_options() {
     po::options_description desc("Top options", 110, 60);
     desc.add_options()
-        ("rate,r", po::value<double>()->default_value(100), "Samples per second")
+        ("rate,r", po::value<std::string>()->default_value("100"), "Samples per second, or 'max'")
         ("duration,d", po::value<double>(), "Seconds to run for (default: until q, Ctrl-C or the program exits)")
         ("interval", po::value<double>()->default_value(1), "Seconds between refreshes of the table")
         ("rows", po::value<std::size_t>(), "Show at most this many functions (default: as many as fit the "
@@ -195,9 +197,20 @@ std::vector<RecordOptions::Output> parse_outputs(const po::variables_map& vm) {
 }
 
 void parse_rate_and_duration(const po::variables_map& vm, double& rate, double& duration) {
-    rate = vm["rate"].as<double>();
-    if (!(rate > 0 && rate <= 100000)) {
-        throw attach::Error(attach::ErrorKind::Usage, "--rate must be between 0 and 100000 samples per second");
+    const auto& text = vm["rate"].as<std::string>();
+    if (text == "max") {
+        rate = kRateMax;
+    } else {
+        std::size_t used = 0;
+        try {
+            rate = std::stod(text, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used != text.size() || !(rate > 0 && rate <= 1'000'000)) {
+            throw attach::Error(attach::ErrorKind::Usage,
+                                "--rate takes a number of samples per second above 0 and up to 1000000, or 'max'");
+        }
     }
     if (vm.count("duration")) {
         duration = vm["duration"].as<double>();

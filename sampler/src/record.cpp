@@ -229,6 +229,13 @@ private:
     std::optional<int> reaped_;
 };
 
+// On the system-wide monotonic clock, so that a caller can time pysample's start-up from outside.
+void log_first_sample() {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    spdlog::debug("first sample at monotonic {}.{:06d} s", now.tv_sec, now.tv_nsec / 1000);
+}
+
 void print_progress(std::uint64_t ticks, double elapsed, std::uint64_t errors) {
     std::fprintf(stderr, "\rpysample: %llu samples, %.1f Hz, %llu errors   ", static_cast<unsigned long long>(ticks),
                  elapsed > 0 ? static_cast<double>(ticks) / elapsed : 0.0, static_cast<unsigned long long>(errors));
@@ -258,9 +265,10 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
     const auto& stats = recorder.stats();
     double percent =
         info.samples == 0 ? 0.0 : 100.0 * static_cast<double>(info.errors) / static_cast<double>(info.samples);
-    std::fprintf(stderr, "pysample: %llu samples in %.2f s (%.1f Hz achieved, %.0f Hz asked), %llu errors (%.2f%%)\n",
+    std::fprintf(stderr, "pysample: %llu samples in %.2f s (%.1f Hz achieved, %s asked), %llu errors (%.2f%%)\n",
                  static_cast<unsigned long long>(info.samples), info.duration_s,
-                 info.duration_s > 0 ? static_cast<double>(info.samples) / info.duration_s : 0.0, options.rate,
+                 info.duration_s > 0 ? static_cast<double>(info.samples) / info.duration_s : 0.0,
+                 describe_rate(options.rate).c_str(),
                  static_cast<unsigned long long>(info.errors), percent);
     if (stats.rejected > 0) {
         std::string reasons;
@@ -359,8 +367,9 @@ int run_record(const RecordOptions& options) {
     if (!options.quiet) {
         std::string what = process ? "pid " + std::to_string(root) + " (Python " + info.python_version + ")"
                                    : "the Python processes under pid " + std::to_string(root);
-        std::fprintf(stderr, "pysample: sampling %s%s at %.0f Hz%s%s\n", what.c_str(),
-                     options.subprocesses && process ? " and its Python subprocesses" : "", options.rate,
+        std::fprintf(stderr, "pysample: sampling %s%s at %s%s%s\n", what.c_str(),
+                     options.subprocesses && process ? " and its Python subprocesses" : "",
+                     describe_rate(options.rate).c_str(),
                      options.blocking ? ", blocking" : "", options.duration > 0 ? "" : "; Ctrl-C to stop");
     }
 
@@ -381,6 +390,7 @@ int run_record(const RecordOptions& options) {
             target_gone = true;
             break;
         }
+        if (recorder->ticks() == 1) log_first_sample();
         auto now = Clock::now();
         double elapsed = std::chrono::duration<double>(now - start).count();
         if (options.duration > 0 && elapsed >= options.duration) break;
@@ -394,6 +404,8 @@ int run_record(const RecordOptions& options) {
     info.duration_s = std::chrono::duration<double>(Clock::now() - start).count();
     info.samples = recorder->ticks();
     info.errors = recorder->failed_ticks();
+    // At the maximum rate each sample stands for the time between samples actually achieved.
+    if (options.rate == kRateMax) info.rate_hz = static_cast<double>(info.samples) / std::max(info.duration_s, 1e-9);
 
     std::optional<int> reaped = recorder->reaped_exit_status();
     if (auto* suspender = recorder->suspender()) reaped = suspender->reaped_exit_status();

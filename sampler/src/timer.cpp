@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <ctime>
 
 namespace pysample::sampler {
@@ -20,8 +21,16 @@ void on_stop_signal(int sig) {
 
 }  // namespace
 
+std::string describe_rate(double rate_hz) {
+    if (rate_hz == kRateMax) return "max rate";
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.0f Hz", rate_hz);
+    return text;
+}
+
 DeadlineTimer::DeadlineTimer(double rate_hz)
-    : interval_(std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / rate_hz))),
+    : interval_(rate_hz == kRateMax ? std::chrono::nanoseconds(0)
+                                    : std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / rate_hz))),
       slot_(std::chrono::steady_clock::now()),
       random_(std::random_device{}()) {}
 
@@ -33,6 +42,7 @@ std::chrono::nanoseconds DeadlineTimer::jitter() {
 }
 
 void DeadlineTimer::wait_next() {
+    if (interval_.count() == 0) return;
     slot_ += interval_;
     auto now = std::chrono::steady_clock::now();
     if (now > slot_ + interval_) {

@@ -5,9 +5,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <random>
+#include <string>
 
 namespace pysample::sampler {
+
+// `--rate max`: no wait between samples.
+inline constexpr double kRateMax = std::numeric_limits<double>::infinity();
+
+// "250 Hz", or "max rate".
+std::string describe_rate(double rate_hz);
 
 // Ticks at absolute deadlines (start + n * interval), so the rate does not drift with the time
 // each sample takes. Each deadline is moved by a random amount within a quarter interval of its

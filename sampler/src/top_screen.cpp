@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "exporters/utf8.hpp"
+#include "timer.hpp"
 
 namespace pysample::sampler {
 namespace {
@@ -179,7 +180,7 @@ std::vector<std::string> header_lines(const TopCounts& counts, const TopStatus& 
                         terminal_text(status.python_version) + " - " + terminal_text(status.command_line);
     std::string samples = "Samples: " + std::to_string(counts.ticks()) + " in " + format_elapsed(status.elapsed_s) +
                           " (" + format_number(rate, "%.1f") + " Hz achieved, " +
-                          format_number(status.rate_asked, "%g") + " Hz asked), " + errors_text(status, counts.ticks());
+                          describe_rate(status.rate_asked) + " asked), " + errors_text(status, counts.ticks());
     std::string elapsed = "Elapsed: " + format_elapsed(status.running_s);
     if (status.running_s - status.elapsed_s >= 0.05) {
         elapsed += " (counts reset " + format_elapsed(status.elapsed_s) + " ago)";
