@@ -60,8 +60,8 @@ std::size_t ProcessMemory::read_many(std::span<const ReadRequest> requests) {
     if (use_proc_mem_) return Memory::read_many(requests);
     constexpr std::size_t kBatch = 512;
     std::size_t complete = 0;
-    std::vector<iovec> local;
-    std::vector<iovec> remote;
+    auto& local = local_;
+    auto& remote = remote_;
     for (std::size_t first = 0; first < requests.size();) {
         std::size_t count = std::min(kBatch, requests.size() - first);
         local.clear();
@@ -95,35 +95,203 @@ std::size_t ProcessMemory::read_many(std::span<const ReadRequest> requests) {
     return complete;
 }
 
-PageCache::PageCache(Memory& backing, std::size_t max_pages) : backing_(backing), max_pages_(max_pages) {}
+PageCache::PageCache(Memory& backing, std::size_t max_pages)
+    : backing_(backing), max_pages_(std::max<std::size_t>(max_pages, 8)), arena_(max_pages_ * kPageSize) {
+    std::size_t table = 16;
+    while (table < 2 * max_pages_) table *= 2;
+    slots_.resize(table);
+}
 
-void PageCache::clear() { pages_.clear(); }
+PageCache::Slot* PageCache::find(std::uint64_t page) {
+    std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = (page / kPageSize) & mask;; i = (i + 1) & mask) {
+        Slot& slot = slots_[i];
+        if (slot.generation != generation_) return nullptr;
+        if (slot.page == page) return &slot;
+    }
+}
 
-// Pages not cached yet are fetched together, in one batched read.
+PageCache::Slot* PageCache::insert(std::uint64_t page, std::uint32_t index) {
+    std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = (page / kPageSize) & mask;; i = (i + 1) & mask) {
+        Slot& slot = slots_[i];
+        if (slot.generation != generation_) {
+            slot = {page, index, generation_, 0};
+            return &slot;
+        }
+    }
+}
+
+void PageCache::reset() {
+    if (++generation_ == 0) {
+        for (auto& slot : slots_) slot.generation = 0;
+        generation_ = 1;
+    }
+    pages_held_ = 0;
+}
+
+void PageCache::clear() {
+    make_plan();
+    used_.clear();
+    misses_ = 0;
+    reset();
+}
+
+void PageCache::refresh() { reset(); }
+
+void PageCache::note_use(Slot& slot) {
+    if (slot.used == generation_) return;
+    slot.used = generation_;
+    used_.push_back(slot.page);
+}
+
+// Contiguous pages become one run; runs keep the order in which the sample first reached them.
+void PageCache::make_plan() {
+    plan_.clear();
+    if (used_.empty()) return;
+    std::vector<std::pair<std::uint64_t, std::size_t>> by_address;  // page, order of first use
+    by_address.reserve(used_.size());
+    for (std::size_t i = 0; i < used_.size(); ++i) by_address.emplace_back(used_[i], i);
+    std::sort(by_address.begin(), by_address.end());
+    // A page the sample used again after the cache filled up is listed twice.
+    by_address.erase(std::unique(by_address.begin(), by_address.end(),
+                                 [](const auto& a, const auto& b) { return a.first == b.first; }),
+                     by_address.end());
+    std::vector<std::pair<std::size_t, std::pair<std::uint64_t, std::size_t>>> runs;  // first use, run
+    for (std::size_t i = 0; i < by_address.size();) {
+        std::size_t j = i + 1;
+        std::size_t first_use = by_address[i].second;
+        while (j < by_address.size() && by_address[j].first == by_address[j - 1].first + kPageSize) {
+            first_use = std::min(first_use, by_address[j].second);
+            ++j;
+        }
+        runs.push_back({first_use, {by_address[i].first, j - i}});
+        i = j;
+    }
+    std::sort(runs.begin(), runs.end());
+    std::size_t pages = 0;
+    for (const auto& [order, run] : runs) {
+        if (plan_.size() == kMaxPlanRuns || pages + run.second > max_pages_) break;
+        plan_.push_back(run);
+        pages += run.second;
+    }
+}
+
+void PageCache::recheck_after_batch(std::vector<std::uint64_t> addresses) {
+    std::sort(addresses.begin(), addresses.end());
+    addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+    recheck_ = std::move(addresses);
+    // Words close together are read as one range: fewer ranges cost less than fewer bytes.
+    recheck_ranges_.clear();
+    std::size_t offset = 0;
+    for (std::size_t i = 0; i < recheck_.size();) {
+        std::size_t j = i + 1;
+        while (j < recheck_.size() && recheck_[j] + 8 - recheck_[i] <= kPageSize) ++j;
+        recheck_ranges_.emplace_back(recheck_[i], offset);
+        offset += recheck_[j - 1] + 8 - recheck_[i];
+        i = j;
+    }
+    recheck_bytes_.assign(offset, 0);
+    recheck_ok_.assign(recheck_ranges_.size(), false);
+}
+
+std::optional<std::uint64_t> PageCache::rechecked(std::uint64_t address) const {
+    auto it = std::upper_bound(recheck_ranges_.begin(), recheck_ranges_.end(), address,
+                               [](std::uint64_t addr, const auto& range) { return addr < range.first; });
+    if (it == recheck_ranges_.begin()) return std::nullopt;
+    --it;
+    std::size_t index = static_cast<std::size_t>(it - recheck_ranges_.begin());
+    std::size_t end = index + 1 < recheck_ranges_.size() ? recheck_ranges_[index + 1].second : recheck_bytes_.size();
+    std::size_t at = it->second + (address - it->first);
+    if (!recheck_ok_[index] || at + 8 > end || !std::binary_search(recheck_.begin(), recheck_.end(), address)) {
+        return std::nullopt;
+    }
+    std::uint64_t value = 0;
+    std::memcpy(&value, recheck_bytes_.data() + at, sizeof(value));
+    return value;
+}
+
+std::size_t PageCache::prefetch() {
+    std::fill(recheck_ok_.begin(), recheck_ok_.end(), false);
+    if (plan_.empty()) return 0;
+    requests_.clear();
+    std::size_t index = pages_held_;
+    for (const auto& [first, count] : plan_) {
+        if (index + count > max_pages_) break;
+        requests_.push_back({first, arena_.data() + index * kPageSize, count * kPageSize});
+        index += count;
+    }
+    std::size_t runs = requests_.size();
+    for (std::size_t i = 0; i < recheck_ranges_.size(); ++i) {
+        std::size_t end = i + 1 < recheck_ranges_.size() ? recheck_ranges_[i + 1].second : recheck_bytes_.size();
+        requests_.push_back({recheck_ranges_[i].first, recheck_bytes_.data() + recheck_ranges_[i].second,
+                             end - recheck_ranges_[i].second});
+    }
+    // A run that fails (a thread exited and its memory went) leaves its pages to be read on demand.
+    std::size_t done = backing_.read_many(requests_);
+    if (done != requests_.size()) {
+        for (auto& request : requests_) {
+            if (!backing_.read(request.addr, request.dest, request.len)) request.len = 0;
+        }
+    }
+    for (std::size_t i = 0; i < runs; ++i) {
+        const auto& request = requests_[i];
+        auto first_index =
+            static_cast<std::uint32_t>((static_cast<std::uint8_t*>(request.dest) - arena_.data()) / kPageSize);
+        for (std::size_t k = 0; k < request.len / kPageSize; ++k) {
+            if (find(request.addr + k * kPageSize) == nullptr) {
+                insert(request.addr + k * kPageSize, first_index + static_cast<std::uint32_t>(k));
+            }
+        }
+    }
+    for (std::size_t i = runs; i < requests_.size(); ++i) recheck_ok_[i - runs] = requests_[i].len != 0;
+    pages_held_ = index;
+    return runs;
+}
+
+// Pages of [first, end) not cached yet are fetched together, in one batched read.
+bool PageCache::fetch_missing(std::uint64_t first, std::uint64_t end) {
+    std::size_t needed = 0;
+    for (std::uint64_t page = first; page < end; page += kPageSize) {
+        if (find(page) == nullptr) ++needed;
+    }
+    if (needed == 0) return true;
+    if (pages_held_ + needed > max_pages_) {
+        // Full: start over, keeping what this sample used for the next plan.
+        reset();
+        return fetch_missing(first, end);
+    }
+    requests_.clear();
+    std::size_t index = pages_held_;
+    for (std::uint64_t page = first; page < end; page += kPageSize) {
+        if (find(page) != nullptr) continue;
+        requests_.push_back({page, arena_.data() + index * kPageSize, kPageSize});
+        ++index;
+    }
+    if (backing_.read_many(requests_) != requests_.size()) return false;
+    for (const auto& request : requests_) {
+        insert(request.addr,
+               static_cast<std::uint32_t>((static_cast<std::uint8_t*>(request.dest) - arena_.data()) / kPageSize));
+    }
+    pages_held_ = index;
+    misses_ += requests_.size();
+    return true;
+}
+
 bool PageCache::read(std::uint64_t addr, void* dest, std::size_t len) {
     if (len == 0) return true;
     if (len > 4 * kPageSize) return backing_.read(addr, dest, len);
     std::uint64_t first = addr & ~(kPageSize - 1);
     std::uint64_t end = addr + len;
-    if (pages_.size() + 5 > max_pages_) pages_.clear();
-    std::vector<ReadRequest> missing;
-    for (std::uint64_t page_addr = first; page_addr < end; page_addr += kPageSize) {
-        auto [it, inserted] = pages_.try_emplace(page_addr);
-        if (inserted) {
-            it->second.resize(kPageSize);
-            missing.push_back({page_addr, it->second.data(), kPageSize});
-        }
-    }
-    if (!missing.empty() && backing_.read_many(missing) != missing.size()) {
-        for (const auto& request : missing) pages_.erase(request.addr);
-        // A page at the edge of a mapping may be unreadable while the bytes asked for are not.
-        return backing_.read(addr, dest, len);
-    }
+    // A page at the edge of a mapping may be unreadable while the bytes asked for are not.
+    if (!fetch_missing(first, end)) return backing_.read(addr, dest, len);
     auto* out = static_cast<std::uint8_t*>(dest);
     for (std::uint64_t cur = addr; cur < end;) {
-        std::uint64_t page_addr = cur & ~(kPageSize - 1);
-        std::uint64_t chunk = std::min(end, page_addr + kPageSize) - cur;
-        std::memcpy(out + (cur - addr), pages_[page_addr].data() + (cur - page_addr), chunk);
+        std::uint64_t page = cur & ~(kPageSize - 1);
+        std::uint64_t chunk = std::min(end, page + kPageSize) - cur;
+        Slot* slot = find(page);
+        note_use(*slot);
+        std::memcpy(out + (cur - addr), page_data(*slot) + (cur - page), chunk);
         cur += chunk;
     }
     return true;

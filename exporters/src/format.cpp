@@ -45,6 +45,8 @@ std::string format_names() {
     return names;
 }
 
+bool shows_time_order(Format format) { return format == Format::Chrome || format == Format::Speedscope; }
+
 std::string_view default_extension(Format format) {
     switch (format) {
         case Format::Collapsed: return ".txt";

@@ -19,9 +19,9 @@ std::size_t FrameHash::operator()(const Frame& frame) const {
     return mix(h, std::hash<int>{}(frame.line));
 }
 
-std::size_t Profile::StackKeyHash::operator()(const StackKey& key) const {
-    std::size_t h = key.thread;
-    for (FrameId id : key.frames) h = mix(h, id);
+std::size_t Profile::hash_stack(std::uint32_t thread, std::span<const FrameId> frames) {
+    std::size_t h = thread;
+    for (FrameId id : frames) h = mix(h, id);
     return h;
 }
 
@@ -42,34 +42,57 @@ std::uint32_t Profile::intern_thread(const ThreadInfo& thread) {
     return static_cast<std::uint32_t>(threads_.size() - 1);
 }
 
-StackId Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count) {
-    total_ += count;
-    StackKey key{thread, {root_first.begin(), root_first.end()}};
-    if (auto it = stack_ids_.find(key); it != stack_ids_.end()) {
-        stacks_[it->second].count += count;
-        return it->second;
-    }
-    if (stacks_.size() >= max_stacks_) {
-        key.frames = {intern(Frame{"[other stacks]", "", 0})};
-        if (auto it = stack_ids_.find(key); it != stack_ids_.end()) {
-            stacks_[it->second].count += count;
+StackId Profile::find_stack(std::size_t hash, std::uint32_t thread, std::span<const FrameId> frames) const {
+    auto [first, last] = stack_ids_.equal_range(hash);
+    for (auto it = first; it != last; ++it) {
+        const StackCount& stack = stacks_[it->second];
+        if (stack.thread == thread &&
+            std::equal(stack.frames.begin(), stack.frames.end(), frames.begin(), frames.end())) {
             return it->second;
         }
     }
-    auto id = static_cast<StackId>(stacks_.size());
-    stacks_.push_back({thread, key.frames, count});
-    stack_ids_.emplace(std::move(key), id);
+    return static_cast<StackId>(-1);
+}
+
+StackId Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count) {
+    total_ += count;
+    std::size_t hash = hash_stack(thread, root_first);
+    StackId id = find_stack(hash, thread, root_first);
+    if (id == static_cast<StackId>(-1) && stacks_.size() >= max_stacks_) {
+        FrameId other = intern(Frame{"[other stacks]", "", 0});
+        root_first = std::span<const FrameId>(&other, 1);
+        hash = hash_stack(thread, root_first);
+        id = find_stack(hash, thread, root_first);
+    }
+    if (id != static_cast<StackId>(-1)) {
+        stacks_[id].count += count;
+        return id;
+    }
+    id = static_cast<StackId>(stacks_.size());
+    stacks_.push_back({thread, {root_first.begin(), root_first.end()}, count});
+    stack_ids_.emplace(hash, id);
     return id;
+}
+
+void Profile::record_time(std::uint64_t time_us, StackId stack) {
+    if (!keep_timeline_) return;
+    if (timeline_.size() < max_timeline_) {
+        timeline_.push_back({time_us, stack});
+    } else {
+        timeline_complete_ = false;
+    }
 }
 
 StackId Profile::add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first) {
     StackId id = add(thread, root_first, 1);
-    if (timeline_.size() < max_timeline_) {
-        timeline_.push_back({time_us, id});
-    } else {
-        timeline_complete_ = false;
-    }
+    record_time(time_us, id);
     return id;
+}
+
+void Profile::add_again(std::uint64_t time_us, StackId stack) {
+    ++total_;
+    ++stacks_[stack].count;
+    record_time(time_us, stack);
 }
 
 std::vector<FunctionTime> top_functions(const Profile& profile, std::size_t limit) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
@@ -46,6 +47,13 @@ struct SampledProcess {
     std::unique_ptr<Snapshotter> snapshotter;
     std::string command_line;  // to notice an exec
     exporters::FrameId root = 0;
+    // Each thread's last stack, to count a repeat of it without building it again.
+    struct LastStack {
+        std::vector<std::uint64_t> key;
+        std::string name;
+        exporters::StackId stack = 0;
+    };
+    std::unordered_map<std::uint64_t, LastStack> last_stacks;
 };
 
 class Recorder {
@@ -54,6 +62,9 @@ public:
     // descendants are followed.
     Recorder(PythonProcess* target, pid_t root_pid, const RecordOptions& options)
         : options_(options), target_(target), root_pid_(root_pid) {
+        profile_.keep_timeline(std::any_of(options.outputs.begin(), options.outputs.end(), [](const auto& output) {
+            return exporters::shows_time_order(output.format);
+        }));
         if (target != nullptr) add_process(*target, nullptr);
     }
 
@@ -119,6 +130,7 @@ private:
         sampled.process = &process;
         sampled.owned = std::move(owned);
         sampled.snapshotter = std::make_unique<Snapshotter>(process, options_.blocking, options_.native);
+        sampled.snapshotter->read_gil(options_.gil);
         sampled.command_line = attach::read_cmdline(process.pid());
         if (options_.subprocesses) {
             std::string label = "process " + std::to_string(process.pid()) + " " + sampled.command_line;
@@ -189,7 +201,43 @@ private:
         for (const auto& [reason, count] : from.reasons) into.reasons[reason] += count;
     }
 
-    void add_to_profile(const SampledProcess& sampled, const ThreadSnapshot& thread, std::uint64_t time_us) {
+    // What identifies a Python frame in the profile: its code object (by the cache's id, which a
+    // reused address does not share) and the line recorded. Native frames have no such key.
+    std::uint64_t frame_key(const PyFrame& frame) const {
+        int line = options_.line_numbers && frame.line > 0 ? frame.line : 0;
+        return (std::uint64_t{frame.code->id} << 32) | static_cast<std::uint32_t>(line);
+    }
+
+    // The stack key of a thread's frames; false when a frame has no key (a native frame).
+    bool stack_key(const ThreadSnapshot& thread, std::vector<std::uint64_t>& key) const {
+        key.clear();
+        for (const auto& frame : thread.frames) {
+            if (frame.native != nullptr) return false;
+            key.push_back(frame_key(frame));
+        }
+        return true;
+    }
+
+    exporters::FrameId python_frame_id(const PyFrame& frame) {
+        auto [it, inserted] = python_frames_.try_emplace(frame_key(frame), 0);
+        if (inserted) {
+            int line = options_.line_numbers && frame.line > 0 ? frame.line : 0;
+            it->second = profile_.intern({frame.code->function, frame.code->filename, line, frame.code->firstlineno});
+        }
+        return it->second;
+    }
+
+    // A thread whose stack is the same as in its previous sample (the common case) is counted
+    // without building and looking up the stack again.
+    void add_to_profile(SampledProcess& sampled, const ThreadSnapshot& thread, std::uint64_t time_us) {
+        bool keyed = stack_key(thread, key_);
+        if (keyed) {
+            auto last = sampled.last_stacks.find(thread.id);
+            if (last != sampled.last_stacks.end() && last->second.key == key_ && last->second.name == thread.name) {
+                profile_.add_again(time_us, last->second.stack);
+                return;
+            }
+        }
         stack_.clear();
         if (options_.subprocesses) {
             stack_.push_back(sampled.root);
@@ -202,11 +250,18 @@ private:
                 stack_.push_back(profile_.intern(profile_frame(*it->native, options_.line_numbers)));
                 continue;
             }
-            int line = options_.line_numbers && it->line > 0 ? it->line : 0;
-            stack_.push_back(profile_.intern({it->code->function, it->code->filename, line, it->code->firstlineno}));
+            stack_.push_back(python_frame_id(*it));
         }
-        profile_.add_at(time_us, profile_.intern_thread({thread.id, thread.name}), stack_);
+        auto stack = profile_.add_at(time_us, profile_.intern_thread({thread.id, thread.name}), stack_);
+        if (!keyed) return;
+        if (sampled.last_stacks.size() > kMaxRememberedThreads) sampled.last_stacks.clear();
+        auto& last = sampled.last_stacks[thread.id];
+        last.key.swap(key_);
+        last.name = thread.name;
+        last.stack = stack;
     }
+
+    static constexpr std::size_t kMaxRememberedThreads = 4096;
 
     const RecordOptions& options_;
     PythonProcess* target_;
@@ -219,6 +274,8 @@ private:
     exporters::Profile profile_;
     std::vector<ThreadSnapshot> threads_;
     std::vector<exporters::FrameId> stack_;
+    std::vector<std::uint64_t> key_;
+    std::unordered_map<std::uint64_t, exporters::FrameId> python_frames_;
     std::uint64_t ticks_ = 0;
     std::uint64_t failed_ticks_ = 0;
     SnapshotStats retired_stats_;
@@ -268,8 +325,7 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
     std::fprintf(stderr, "pysample: %llu samples in %.2f s (%.1f Hz achieved, %s asked), %llu errors (%.2f%%)\n",
                  static_cast<unsigned long long>(info.samples), info.duration_s,
                  info.duration_s > 0 ? static_cast<double>(info.samples) / info.duration_s : 0.0,
-                 describe_rate(options.rate).c_str(),
-                 static_cast<unsigned long long>(info.errors), percent);
+                 describe_rate(options.rate).c_str(), static_cast<unsigned long long>(info.errors), percent);
     if (stats.rejected > 0) {
         std::string reasons;
         for (const auto& [reason, count] : stats.reasons) {
@@ -369,8 +425,8 @@ int run_record(const RecordOptions& options) {
                                    : "the Python processes under pid " + std::to_string(root);
         std::fprintf(stderr, "pysample: sampling %s%s at %s%s%s\n", what.c_str(),
                      options.subprocesses && process ? " and its Python subprocesses" : "",
-                     describe_rate(options.rate).c_str(),
-                     options.blocking ? ", blocking" : "", options.duration > 0 ? "" : "; Ctrl-C to stop");
+                     describe_rate(options.rate).c_str(), options.blocking ? ", blocking" : "",
+                     options.duration > 0 ? "" : "; Ctrl-C to stop");
     }
 
     bool show_progress = !options.quiet && ::isatty(STDERR_FILENO);

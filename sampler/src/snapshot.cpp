@@ -19,6 +19,13 @@ Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode nativ
     stop_each_thread_ = native_ && !blocking;
 }
 
+Snapshotter::~Snapshotter() {
+    std::string runs;
+    for (const auto& [first, pages] : pages_.plan()) runs += fmt::format(" {:#x}+{}", first, pages);
+    spdlog::debug("pid {}: {} samples read in one batch, {} read stack by stack; last batch:{}", process_.pid(),
+                  stats_.single_reads, stats_.reread, runs);
+}
+
 // The name a Python program gave a thread (threading.Thread(name=...)) wins over the kernel's:
 // it is what the program calls it, and is not cut to 15 bytes. Read outside any pause.
 void Snapshotter::name_python_threads(std::uint64_t interp, std::vector<ThreadSnapshot>& snapshots) {
@@ -64,7 +71,7 @@ constexpr int kMaxWalks = 4;
 }  // namespace
 
 WalkResult Snapshotter::walk(ThreadStateRef thread, std::vector<PyFrame>& frames) {
-    pages_.clear();
+    pages_.refresh();
     if (auto refreshed = walker_.refresh_top_frame(thread); refreshed != WalkResult::Ok) return refreshed;
     return walker_.frames(thread, frames);
 }
@@ -90,17 +97,40 @@ WalkResult Snapshotter::walk_consistent(ThreadStateRef thread, std::vector<PyFra
 
 // Before 3.11 a thread state records only the pthread id; the kernel tid is found through it and
 // trusted only when it names a live thread of the target.
-pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread, const std::map<pid_t, char>& live) {
+pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread) {
     if (thread.native_id != 0) return static_cast<pid_t>(thread.native_id);
     // A pthread_t is reused only after its thread exited, so a cached tid that is still alive is right.
-    if (auto cached = tids_by_pthread_.find(thread.thread_id);
-        cached != tids_by_pthread_.end() && live.count(cached->second) != 0) {
-        return cached->second;
+    if (auto cached = tids_by_pthread_.find(thread.thread_id); cached != tids_by_pthread_.end()) {
+        if (scheduler_state(cached->second) != '?') return cached->second;
+        tids_by_pthread_.erase(cached);
     }
     auto tid = attach::tid_of_pthread(pages_, thread.thread_id);
-    if (!tid || live.count(*tid) == 0) return 0;
+    if (!tid || scheduler_state(*tid) == '?') return 0;
     tids_by_pthread_[thread.thread_id] = *tid;
     return *tid;
+}
+
+// The scheduler state is read once per thread per sample, and only in CPU mode, which needs it to
+// leave out idle threads; wall-clock mode uses the last listing of the threads.
+char Snapshotter::scheduler_state(pid_t tid) {
+    if (auto it = sample_states_.find(tid); it != sample_states_.end()) return it->second;
+    char state = states_.read_state(tid);
+    sample_states_.emplace(tid, state);
+    return state;
+}
+
+// Lists the process's threads (the directory, then each one's state) a few times a second rather
+// than every sample; false when every thread has exited. An exited process stays listed, as
+// zombie threads, until its parent reaps it.
+bool Snapshotter::list_threads_if_due(bool force) {
+    constexpr auto kListEvery = std::chrono::milliseconds(100);
+    auto now = std::chrono::steady_clock::now();
+    if (!force && listed_at_ != std::chrono::steady_clock::time_point{} && now - listed_at_ < kListEvery) return true;
+    listed_at_ = now;
+    auto states = states_.read_all();
+    listed_states_ = std::map<pid_t, char>(states.begin(), states.end());
+    return !std::all_of(states.begin(), states.end(),
+                        [](const auto& entry) { return entry.second == 'Z' || entry.second == 'X'; });
 }
 
 // The threads run again: unwinding and symbolizing their copied stacks costs them nothing.
@@ -114,70 +144,189 @@ void Snapshotter::merge_native_stacks(std::vector<ThreadSnapshot>& snapshots) {
     }
 }
 
-// Scheduler states are read before the threads are stopped: a stopped thread always looks idle.
 Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool walk_idle) {
-    out.clear();
+    sample_states_.clear();
+    codes_.new_sample();
     if (native_) native_->begin_sample();
-    auto states = states_.read_all();
-    // An exited process stays listed, as zombie threads, until its parent reaps it.
-    bool all_exited = std::all_of(states.begin(), states.end(),
-                                  [](const auto& entry) { return entry.second == 'Z' || entry.second == 'X'; });
-    if (all_exited) return Outcome::ProcessGone;
-    std::map<pid_t, char> state_of(states.begin(), states.end());
+    if (!list_threads_if_due(false)) {
+        out.clear();
+        return Outcome::ProcessGone;
+    }
+    // Scheduler states are read before the threads are stopped: a stopped thread always looks idle.
+    if (!walk_idle && suspender_ && !stop_each_thread_) {
+        for (const auto& [tid, state] : listed_states_) scheduler_state(tid);
+    }
+    Outcome outcome = suspender_ ? take_stopped(out, walk_idle) : take_running(out, walk_idle);
+    // A failed walk may mean the process has just exited.
+    if (outcome == Outcome::Failed && !list_threads_if_due(true)) return Outcome::ProcessGone;
+    if (outcome == Outcome::ProcessGone) return outcome;
+    name_python_threads(interp_, out);
+    if (native_) merge_native_stacks(out);
+    return outcome;
+}
 
-    bool any_failed = false;
-    std::uint64_t interp = 0;
+Snapshotter::Outcome Snapshotter::take_stopped(std::vector<ThreadSnapshot>& out, bool walk_idle) {
+    Outcome outcome;
     {
         // Native mode alone stops one thread at a time, while its own stack is read.
         attach::ScopedPause pause(stop_each_thread_ ? nullptr : suspender_.get());
         if (!pause.ok()) return Outcome::ProcessGone;
         pages_.clear();
-        interp = process_.interpreter_head(pages_);
-        if (interp == 0) return Outcome::Ok;  // runtime not initialised yet, or finalised
+        pages_.prefetch();
+        outcome = read_threads(out, walk_idle, Consistency::Stopped);
+        if (inspect_ && !out.empty()) inspect_(out);
+    }
+    if (!stop_each_thread_) count_pause(suspender_->last_pause_duration());
+    return outcome;
+}
 
-        if (auto result = walker_.threads(interp, threads_); result != WalkResult::Ok) {
+// Without stopping the program, a sample is kept as it is when a single batched read held every
+// page its walk needed (the previous sample's pages, copied thread states first, by one system
+// call) and each walked thread's innermost-frame pointer, read again at the end of that call, had
+// not changed. Otherwise (new threads, a deeper stack, a call or return during the copy, a torn
+// stack) the batch is tried again, with the new pages; after that each stack is read twice and
+// kept only when both reads agree.
+Snapshotter::Outcome Snapshotter::take_running(std::vector<ThreadSnapshot>& out, bool walk_idle) {
+    constexpr int kBatches = 3;
+    for (int attempt = 0; attempt < kBatches; ++attempt) {
+        pages_.clear();
+        pages_.prefetch();
+        bool last = attempt + 1 == kBatches;
+        Outcome outcome = read_threads(out, walk_idle, last ? Consistency::LastBatch : Consistency::OneBatch);
+        update_rechecks(out);
+        if (batch_complete_ && (outcome == Outcome::Ok || last)) {
+            ++stats_.single_reads;
+            if (inspect_ && !out.empty()) inspect_(out);
+            return outcome;
+        }
+    }
+    ++stats_.reread;
+    pages_.refresh();
+    Outcome outcome = read_threads(out, walk_idle, Consistency::ReadTwice);
+    if (inspect_ && !out.empty()) inspect_(out);
+    return outcome;
+}
+
+// The next batch rereads where each walked thread's innermost frame was found.
+void Snapshotter::update_rechecks(const std::vector<ThreadSnapshot>& out) {
+    fields_.clear();
+    for (std::size_t i = 0; i < out.size() && i < threads_.size(); ++i) {
+        if (out[i].walked && threads_[i].top_frame_field != 0) fields_.push_back(threads_[i].top_frame_field);
+    }
+    std::sort(fields_.begin(), fields_.end());
+    if (fields_ != rechecked_fields_) {
+        rechecked_fields_ = fields_;
+        pages_.recheck_after_batch(fields_);
+    }
+}
+
+// A stack read without stopping the thread may end early: a generator that has just yielded has
+// no caller, and a caller read after a return may link elsewhere. A thread's outermost frame (its
+// module or thread bootstrap frame) stays put while it runs, so a walk that ends at another frame
+// than the thread's last one is read again before it is believed.
+bool Snapshotter::reaches_known_base(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) const {
+    if (frames.empty()) return true;
+    auto it = bases_.find(thread.address);
+    return it != bases_.end() && it->second == frames.back().address;
+}
+
+// Whether the thread's innermost-frame pointer read in the batch was still the same at its end.
+bool Snapshotter::top_frame_held(const ThreadStateRef& thread) const {
+    auto again = pages_.rechecked(thread.top_frame_field);
+    return again && *again == thread.top_frame;
+}
+
+Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle,
+                                               Consistency consistency) {
+    bool batched = consistency == Consistency::OneBatch || consistency == Consistency::LastBatch;
+    batch_complete_ = batched;
+    // The interpreter's address changes only at start-up and exit: it is read a few times a second,
+    // and again whenever a sample fails.
+    auto now = std::chrono::steady_clock::now();
+    if (interp_ == 0 || consistency == Consistency::ReadTwice || now - interp_read_at_ > kInterpreterRecheck) {
+        interp_ = process_.interpreter_head(pages_);
+        interp_read_at_ = now;
+    }
+    if (interp_ == 0) {  // runtime not initialised yet, or finalised
+        out.clear();
+        batch_complete_ = batched && pages_.misses() == 0;
+        return Outcome::Ok;
+    }
+    if (auto result = walker_.threads(interp_, threads_); result != WalkResult::Ok) {
+        out.clear();
+        interp_ = 0;
+        batch_complete_ = false;
+        if (consistency != Consistency::OneBatch) {
             ++stats_.rejected;
             ++stats_.reasons[result];
             spdlog::debug("pid {}: thread list unreadable: {}", process_.pid(), describe(result));
-            return Outcome::Failed;
         }
-        std::uint64_t gil_holder = gil_.holder(pages_, interp);
-        if (native_) {
-            captures_.resize(std::max(captures_.size(), threads_.size()));
-            eval_calls_.resize(std::max(eval_calls_.size(), threads_.size()));
-        }
-        for (std::size_t i = 0; i < threads_.size(); ++i) {
-            ThreadSnapshot snap;
-            auto tid = kernel_tid(threads_[i], state_of);
-            snap.id = tid != 0 ? static_cast<std::uint64_t>(tid) : threads_[i].thread_id;
-            auto state = state_of.find(tid);
-            snap.idle = tid != 0 && (state == state_of.end() || state->second != 'R');
-            if (state != state_of.end()) snap.name = thread_name(tid);
-            snap.holds_gil = gil_holder != 0 && threads_[i].address == gil_holder;
-            if (!snap.idle || walk_idle || snap.holds_gil) {
-                ++stats_.thread_stacks;
-                snap.walked = true;
-                snap.result = read_thread(i, tid, snap.frames);
-                if (snap.result != WalkResult::Ok) {
-                    any_failed = true;
-                    ++stats_.rejected;
-                    ++stats_.reasons[snap.result];
-                    snap.frames.clear();
-                }
-            }
-            out.push_back(std::move(snap));
-        }
-        if (inspect_) inspect_(out);
+        return Outcome::Failed;
     }
-    if (suspender_ && !stop_each_thread_) count_pause(suspender_->last_pause_duration());
-    name_python_threads(interp, out);
-    if (native_) merge_native_stacks(out);
+    std::uint64_t gil_holder = read_gil_ ? gil_.holder(pages_, interp_) : 0;
+    if (native_) {
+        captures_.resize(std::max(captures_.size(), threads_.size()));
+        eval_calls_.resize(std::max(eval_calls_.size(), threads_.size()));
+    }
+    bool any_failed = false;
+    // Each snapshot's vectors and strings keep their storage from sample to sample.
+    out.resize(threads_.size());
+    for (std::size_t i = 0; i < threads_.size(); ++i) {
+        ThreadSnapshot& snap = out[i];
+        snap.frames.clear();
+        snap.name.clear();
+        snap.idle = snap.walked = false;
+        snap.result = WalkResult::Ok;
+        snap.native = MergeResult::Merged;
+        auto tid = kernel_tid(threads_[i]);
+        snap.id = tid != 0 ? static_cast<std::uint64_t>(tid) : threads_[i].thread_id;
+        if (tid != 0) {
+            auto listed = listed_states_.find(tid);
+            char state = walk_idle ? (listed != listed_states_.end() ? listed->second : 'R') : scheduler_state(tid);
+            snap.idle = state != 'R';
+            snap.name = thread_name(tid);
+        }
+        snap.holds_gil = gil_holder != 0 && threads_[i].address == gil_holder;
+        if (!snap.idle || walk_idle || snap.holds_gil) {
+            snap.walked = true;
+            snap.result = read_thread(i, tid, snap.frames, consistency);
+            if (batched && !top_frame_held(threads_[i])) batch_complete_ = false;
+            if (snap.result != WalkResult::Ok) {
+                any_failed = true;
+                snap.frames.clear();
+            } else if (batched && !reaches_known_base(threads_[i], snap.frames)) {
+                batch_complete_ = false;
+            }
+        }
+    }
+    // A batched attempt that needed pages outside its batch, or found a torn stack, is tried again;
+    // its stacks are not counted.
+    if (pages_.misses() != 0) batch_complete_ = false;
+    if (batched && (!batch_complete_ || (any_failed && consistency == Consistency::OneBatch))) {
+        return any_failed ? Outcome::Failed : Outcome::Ok;
+    }
+    if (any_failed) interp_ = 0;
+    if (bases_.size() > kMaxRememberedThreads) bases_.clear();
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const auto& snap = out[i];
+        if (!snap.walked) continue;
+        if (snap.result == WalkResult::Ok && !snap.frames.empty())
+            bases_[threads_[i].address] = snap.frames.back().address;
+        ++stats_.thread_stacks;
+        if (snap.result != WalkResult::Ok) {
+            ++stats_.rejected;
+            ++stats_.reasons[snap.result];
+        }
+    }
     return any_failed ? Outcome::Failed : Outcome::Ok;
 }
 
-WalkResult Snapshotter::read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames) {
+WalkResult Snapshotter::read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames,
+                                    Consistency consistency) {
     const auto& thread = threads_[index];
-    if (!native_) return suspender_ ? walker_.frames(thread, frames) : walk_consistent(thread, frames);
+    if (!native_) {
+        return consistency == Consistency::ReadTwice ? walk_consistent(thread, frames) : walker_.frames(thread, frames);
+    }
     captures_[index].ok = false;
     if (!stop_each_thread_) {
         if (tid != 0) native_->capture(tid, captures_[index]);
@@ -185,7 +334,7 @@ WalkResult Snapshotter::read_thread(std::size_t index, pid_t tid, std::vector<Py
     }
     if (tid == 0 || !suspender_->pause_thread(tid)) return walk_consistent(thread, frames);
     // What was read before the thread stopped may be stale: its frame pointer and cached pages.
-    pages_.clear();
+    pages_.refresh();
     ThreadStateRef stopped = thread;
     WalkResult result = walker_.refresh_top_frame(stopped);
     if (result == WalkResult::Ok) result = walker_.frames(stopped, frames, &eval_calls_[index]);

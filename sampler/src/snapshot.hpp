@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "attach/ptrace.hpp"
@@ -34,6 +35,8 @@ struct SnapshotStats {
     std::uint64_t thread_stacks = 0;  // stacks walked
     std::uint64_t rejected = 0;       // stacks not read whole (failed read, torn chain)
     std::map<WalkResult, std::uint64_t> reasons;
+    std::uint64_t single_reads = 0;  // unstopped samples copied whole in one batched read
+    std::uint64_t reread = 0;        // unstopped samples that needed the stack-by-stack check
 };
 
 class Snapshotter {
@@ -43,6 +46,9 @@ public:
     // time (all at once with `blocking`) while its Python frames, registers and stack are copied;
     // the stack is unwound once the thread runs again.
     Snapshotter(PythonProcess& process, bool blocking, NativeMode native = NativeMode::Off);
+    ~Snapshotter();
+    Snapshotter(const Snapshotter&) = delete;
+    Snapshotter& operator=(const Snapshotter&) = delete;
 
     enum class Outcome { Ok, Failed, ProcessGone };
     // Walks every thread; idle threads are listed but their stacks are walked only if `walk_idle`
@@ -54,6 +60,8 @@ public:
         inspect_ = std::move(inspect);
     }
     const GilReader& gil() const { return gil_; }
+    // Whether each snapshot says which thread holds the GIL (on by default; one more read).
+    void read_gil(bool enabled) { read_gil_ = enabled; }
 
     const SnapshotStats& stats() const { return stats_; }
     attach::ThreadSuspender* suspender() { return suspender_.get(); }
@@ -66,13 +74,25 @@ public:
     bool stops_each_thread() const { return stop_each_thread_; }
 
 private:
+    // How a walk's stacks are known to be consistent: the threads were stopped; one batched read
+    // (another attempt follows if not); the last batched attempt, kept as it is unless it needed
+    // pages outside its batch; each stack read twice.
+    enum class Consistency { Stopped, OneBatch, LastBatch, ReadTwice };
+    Outcome take_stopped(std::vector<ThreadSnapshot>& out, bool walk_idle);
+    Outcome take_running(std::vector<ThreadSnapshot>& out, bool walk_idle);
+    Outcome read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle, Consistency consistency);
+    bool list_threads_if_due(bool force);
+    void update_rechecks(const std::vector<ThreadSnapshot>& out);
+    bool top_frame_held(const ThreadStateRef& thread) const;
+    bool reaches_known_base(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) const;
+    char scheduler_state(pid_t tid);
     const std::string& thread_name(pid_t tid);
     void name_python_threads(std::uint64_t interp, std::vector<ThreadSnapshot>& snapshots);
-    pid_t kernel_tid(const ThreadStateRef& thread, const std::map<pid_t, char>& live);
+    pid_t kernel_tid(const ThreadStateRef& thread);
     WalkResult walk(ThreadStateRef thread, std::vector<PyFrame>& frames);
     WalkResult walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames);
     void merge_native_stacks(std::vector<ThreadSnapshot>& snapshots);
-    WalkResult read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames);
+    WalkResult read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames, Consistency consistency);
     void count_pause(std::chrono::nanoseconds duration);
 
     PythonProcess& process_;
@@ -84,6 +104,18 @@ private:
     attach::ThreadStateReader states_;
     std::unique_ptr<attach::ThreadSuspender> suspender_;
     std::map<pid_t, std::string> names_;
+    std::map<pid_t, char> listed_states_;  // the last listing of the process's threads
+    std::chrono::steady_clock::time_point listed_at_{};
+    std::map<pid_t, char> sample_states_;  // scheduler states read for this sample
+    bool read_gil_ = true;
+    bool batch_complete_ = false;  // the last batched walk needed nothing outside its batch
+    std::vector<std::uint64_t> fields_;
+    std::vector<std::uint64_t> rechecked_fields_;
+    static constexpr auto kInterpreterRecheck = std::chrono::milliseconds(100);
+    static constexpr std::size_t kMaxRememberedThreads = 4096;
+    std::uint64_t interp_ = 0;
+    std::chrono::steady_clock::time_point interp_read_at_{};
+    std::unordered_map<std::uint64_t, std::uint64_t> bases_;  // thread state -> its outermost frame
     ThreadNames python_names_;
     std::vector<std::uint64_t> idents_;
     std::map<std::uint64_t, pid_t> tids_by_pthread_;  // before 3.11, where thread states lack the tid

@@ -2,32 +2,31 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 namespace pysample::sampler {
 namespace {
 
 std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
 
-// A revisited frame means the chain was read while it changed; treat it like a torn stack.
+// A revisited frame means the chain was read while it changed; treat it like a torn stack. Brent's
+// method: compare each frame with one saved at power-of-two steps, which finds a cycle within
+// twice its length after entering it, with no memory per frame.
 class CycleGuard {
 public:
     bool seen_before(std::uint64_t frame) {
-        if (++steps_ < 64) {
-            for (std::uint64_t prior : recent_) {
-                if (prior == frame) return true;
-            }
-            recent_.push_back(frame);
-            return false;
+        if (frame == saved_) return true;
+        if (++steps_ == limit_) {
+            saved_ = frame;
+            limit_ *= 2;
+            steps_ = 0;
         }
-        if (all_.empty()) all_.insert(recent_.begin(), recent_.end());
-        return !all_.insert(frame).second;
+        return false;
     }
 
 private:
+    std::uint64_t saved_ = 0;
     std::size_t steps_ = 0;
-    std::vector<std::uint64_t> recent_;
-    std::unordered_set<std::uint64_t> all_;
+    std::size_t limit_ = 1;
 };
 
 }  // namespace
@@ -66,7 +65,7 @@ WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef
         ref.native_id = layout_.tstate_native_thread_id >= 0
                             ? attach::field_at<std::uint64_t>(buffer_, layout_.tstate_native_thread_id)
                             : 0;
-        ref.top_frame = read_top_frame(attach::field_at<std::uint64_t>(buffer_, layout_.tstate_frame));
+        read_top_frame(ref, attach::field_at<std::uint64_t>(buffer_, layout_.tstate_frame));
         std::uint64_t next = attach::field_at<std::uint64_t>(buffer_, layout_.tstate_next);
         out.push_back(ref);
         for (const auto& prior : out) {
@@ -78,17 +77,21 @@ WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef
 }
 
 // 3.11 and 3.12 reach the frame through the thread's _PyCFrame.
-std::uint64_t StackWalker::read_top_frame(std::uint64_t frame_field) {
-    if (layout_.cframe_current_frame < 0 || frame_field == 0) return frame_field;
-    std::uint64_t frame = 0;
-    memory_.read_value(at(frame_field, layout_.cframe_current_frame), frame);
-    return frame;
+void StackWalker::read_top_frame(ThreadStateRef& thread, std::uint64_t frame_field) {
+    if (layout_.cframe_current_frame < 0 || frame_field == 0) {
+        thread.top_frame = frame_field;
+        thread.top_frame_field = at(thread.address, layout_.tstate_frame);
+        return;
+    }
+    thread.top_frame_field = at(frame_field, layout_.cframe_current_frame);
+    thread.top_frame = 0;
+    memory_.read_value(thread.top_frame_field, thread.top_frame);
 }
 
 WalkResult StackWalker::refresh_top_frame(ThreadStateRef& thread) {
     std::uint64_t frame_field = 0;
     if (!memory_.read_value(at(thread.address, layout_.tstate_frame), frame_field)) return WalkResult::ReadFailed;
-    thread.top_frame = read_top_frame(frame_field);
+    read_top_frame(thread, frame_field);
     return WalkResult::Ok;
 }
 
@@ -162,6 +165,11 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
         std::uint64_t instr = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_instr);
         std::uint64_t code_start = at(code_address, layout_.code_adaptive);
         auto byte_offset = static_cast<std::int64_t>(instr - code_start);
+        // An instruction outside the cached code means the address now holds another code object.
+        if (!code->holds_offset(byte_offset)) {
+            code = codes_.lookup(code_address, true);
+            if (code == nullptr || !code->holds_offset(byte_offset)) return WalkResult::NotCode;
+        }
         bool incomplete = owner != layout_.owner_generator && byte_offset < 2 * std::int64_t{code->firsttraceable};
         if (!incomplete) out.push_back({code, code->line_at(byte_offset < 0 ? -1 : byte_offset), nullptr, frame});
         if (calls != nullptr && layout_.iframe_is_entry >= 0 &&

@@ -17,9 +17,10 @@ namespace pysample::sampler {
 
 struct ThreadStateRef {
     std::uint64_t address = 0;
-    std::uint64_t thread_id = 0;  // pthread id
-    std::uint64_t native_id = 0;  // kernel tid (3.8+)
-    std::uint64_t top_frame = 0;  // innermost frame, 0 when the thread runs no Python code
+    std::uint64_t thread_id = 0;        // pthread id
+    std::uint64_t native_id = 0;        // kernel tid (3.8+)
+    std::uint64_t top_frame = 0;        // innermost frame, 0 when the thread runs no Python code
+    std::uint64_t top_frame_field = 0;  // where top_frame was read: in the thread state, or its _PyCFrame (3.11, 3.12)
 };
 
 // One frame of a sample: a Python frame (code and line) or, in native mode, a native one.
@@ -54,7 +55,7 @@ public:
     WalkResult refresh_top_frame(ThreadStateRef& thread);
 
 private:
-    std::uint64_t read_top_frame(std::uint64_t frame_field);
+    void read_top_frame(ThreadStateRef& thread, std::uint64_t frame_field);
     WalkResult legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls);
     WalkResult interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls);
     bool uses_interpreter_frames() const { return layout_.iframe_size > 0; }

@@ -38,7 +38,9 @@ double seconds_between(Clock::time_point from, Clock::time_point to) {
 class TopSampler {
 public:
     TopSampler(PythonProcess& process, const TopOptions& options)
-        : options_(options), snapshotter_(process, options.blocking, options.native) {}
+        : options_(options), snapshotter_(process, options.blocking, options.native) {
+        snapshotter_.read_gil(false);
+    }
 
     // Takes one sample; false once the target is gone.
     bool sample() {

@@ -1,5 +1,6 @@
 #include "symbolize/pycode.hpp"
 
+#include <atomic>
 #include <cstring>
 
 #include "attach/memory.hpp"
@@ -8,6 +9,12 @@ namespace pysample::symbolize {
 namespace {
 
 constexpr std::uint64_t kObTypeOffset = 8;
+
+// Unique across every cache of the run (one per sampled process).
+std::uint32_t next_code_id() {
+    static std::atomic<std::uint32_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
 constexpr std::size_t kMaxLineTable = 1 << 20;
 
 }  // namespace
@@ -133,7 +140,31 @@ std::uint64_t CodeCache::fingerprint_of() const {
            static_cast<std::uint32_t>(attach::field_at<std::int32_t>(raw_, layout_.firstlineno));
 }
 
-const CodeInfo* CodeCache::lookup(std::uint64_t code_address) {
+void CodeCache::new_sample() {
+    ++sample_;
+    now_ = std::chrono::steady_clock::now();
+}
+
+const CodeInfo* CodeCache::lookup(std::uint64_t code_address, bool recheck) {
+    if (!recheck && sample_ != 0) {
+        if (auto it = entries_.find(code_address); it != entries_.end()) {
+            CodeInfo& entry = *it->second;
+            if (entry.last_sample + 1 >= sample_ && now_ - entry.checked_at < kTrustFor) {
+                entry.last_sample = sample_;
+                return &entry;
+            }
+        }
+    }
+    const CodeInfo* info = checked_lookup(code_address);
+    if (info != nullptr) {
+        auto& entry = const_cast<CodeInfo&>(*info);
+        entry.last_sample = sample_;
+        entry.checked_at = now_;
+    }
+    return info;
+}
+
+const CodeInfo* CodeCache::checked_lookup(std::uint64_t code_address) {
     raw_.resize(static_cast<std::size_t>(layout_.size));
     if (code_address == 0 || !memory_.read(code_address, raw_.data(), raw_.size())) return nullptr;
     if (code_type_address_ != 0 && attach::field_at<std::uint64_t>(raw_, kObTypeOffset) != code_type_address_)
@@ -169,6 +200,12 @@ std::unique_ptr<CodeInfo> CodeCache::load(std::uint64_t fingerprint) {
     info->format = layout_.format;
     info->signed_lnotab = layout_.signed_lnotab;
     info->fingerprint = fingerprint;
+    info->id = next_code_id();
+    if (layout_.format == LineTableFormat::LocationTable311) {
+        // A PyVarObject whose size counts 2-byte code units.
+        constexpr std::int64_t kObSizeOffset = 16;
+        info->code_bytes = 2 * attach::field_at<std::int64_t>(raw_, kObSizeOffset);
+    }
     return info;
 }
 

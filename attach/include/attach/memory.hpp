@@ -1,13 +1,15 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace pysample::attach {
@@ -64,6 +66,8 @@ private:
     bool read_proc_mem(std::uint64_t addr, void* dest, std::size_t len);
 
     pid_t pid_;
+    std::vector<::iovec> local_;
+    std::vector<::iovec> remote_;
     int mem_fd_ = -1;
     bool use_proc_mem_ = false;
     std::uint64_t failed_reads_ = 0;
@@ -72,18 +76,65 @@ private:
 // Caches whole pages of an underlying reader until clear(): one sample's frames that share pages
 // (3.11+ frames sit next to each other in the thread's data stack) cost one read, and every read in
 // a sample sees memory from nearly the same instant.
+//
+// It also remembers which pages a sample used, in the order it first used them. prefetch() reads
+// the previous sample's pages again, all in one call to the backing reader (one process_vm_readv),
+// so a sample whose shape has not changed is copied in a single system call, its thread states
+// before its frames; misses() tells whether the sample needed anything more.
 class PageCache final : public Memory {
 public:
     explicit PageCache(Memory& backing, std::size_t max_pages = 256);
     bool read(std::uint64_t addr, void* dest, std::size_t len) override;
+    // Ends a sample: forgets the cached pages; the pages used since the last clear() become the
+    // prefetch plan.
     void clear();
+    // Forgets the cached pages within a sample (to read them afresh), still recording their use.
+    void refresh();
+    // Reads the plan's pages in one batch; returns how many page runs it asked for. The batch ends
+    // by reading again the 8-byte words set with recheck_after_batch().
+    std::size_t prefetch();
+    // Words to read once more at the end of each batch (a thread's innermost-frame pointer, say),
+    // to tell whether they changed while the batch was being copied.
+    void recheck_after_batch(std::vector<std::uint64_t> addresses);
+    // The value a word had at the end of the last batch; nullopt when it was not rechecked.
+    std::optional<std::uint64_t> rechecked(std::uint64_t address) const;
+    // Pages read on demand since the last clear(), outside the prefetched batch.
+    std::size_t misses() const { return misses_; }
+    // The plan as (first page address, page count) runs, in the order of first use.
+    const std::vector<std::pair<std::uint64_t, std::size_t>>& plan() const { return plan_; }
 
 private:
     static constexpr std::uint64_t kPageSize = 4096;
+    static constexpr std::size_t kMaxPlanRuns = 64;
+    struct Slot {
+        std::uint64_t page = 0;
+        std::uint32_t index = 0;       // into the arena, in pages
+        std::uint32_t generation = 0;  // the entry is empty unless it equals the cache's
+        std::uint32_t used = 0;        // generation in which this sample used it
+    };
+
+    Slot* find(std::uint64_t page);
+    Slot* insert(std::uint64_t page, std::uint32_t index);
+    std::uint8_t* page_data(const Slot& slot) { return arena_.data() + std::size_t{slot.index} * kPageSize; }
+    bool fetch_missing(std::uint64_t first, std::uint64_t end);
+    void note_use(Slot& slot);
+    void make_plan();
+    void reset();
 
     Memory& backing_;
     std::size_t max_pages_;
-    std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> pages_;
+    std::vector<std::uint8_t> arena_;
+    std::vector<Slot> slots_;  // open addressing, power-of-two size
+    std::uint32_t generation_ = 1;
+    std::size_t pages_held_ = 0;
+    std::size_t misses_ = 0;
+    std::vector<std::uint64_t> used_;  // pages in order of first use
+    std::vector<std::pair<std::uint64_t, std::size_t>> plan_;
+    std::vector<ReadRequest> requests_;
+    std::vector<std::uint64_t> recheck_;                                 // sorted addresses
+    std::vector<std::uint8_t> recheck_bytes_;                            // their ranges' bytes, as last read
+    std::vector<std::pair<std::uint64_t, std::size_t>> recheck_ranges_;  // address, offset in recheck_bytes_
+    std::vector<bool> recheck_ok_;
 };
 
 }  // namespace pysample::attach

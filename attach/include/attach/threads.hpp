@@ -43,9 +43,10 @@ public:
 
     // State letter per thread currently in /proc/PID/task; empty when the process is gone.
     std::vector<std::pair<pid_t, char>> read_all();
+    // One thread's state letter; '?' when it cannot be read (the thread is gone).
+    char read_state(pid_t tid);
 
 private:
-    char read_state(pid_t tid);
 
     pid_t pid_;
     std::vector<std::pair<pid_t, int>> fds_;

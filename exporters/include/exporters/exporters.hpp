@@ -15,6 +15,8 @@ enum class Format { Collapsed, Flamegraph, Speedscope, Pstats, Text, Chrome };
 std::optional<Format> parse_format(std::string_view name);
 std::string_view format_name(Format format);
 std::string_view default_extension(Format format);
+// Formats that write samples in time order and so need the profile's timeline.
+bool shows_time_order(Format format);
 // The format a file name's suffix asks for (.svg, .speedscope.json, .json, .pstats/.prof, .txt...).
 std::optional<Format> format_for_path(std::string_view path);
 // "collapsed|flamegraph|..." for help texts.

@@ -73,6 +73,14 @@ public:
     // Adds `count` samples of this stack; with a time, also records them on the timeline.
     StackId add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count = 1);
     StackId add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first);
+    // One more sample of a stack already added (what add() returned), at this time.
+    void add_again(std::uint64_t time_us, StackId stack);
+    // Whether samples are also kept in time order (on by default). Off, memory stays bounded by the
+    // distinct stacks however long the run; formats that show time order then fall back to counts.
+    void keep_timeline(bool keep) {
+        keep_timeline_ = keep;
+        if (!keep) timeline_complete_ = false;
+    }
 
     const Frame& frame(FrameId id) const { return frames_[id]; }
     const std::vector<Frame>& frames() const { return frames_; }
@@ -87,14 +95,9 @@ public:
     RunInfo info;
 
 private:
-    struct StackKey {
-        std::uint32_t thread;
-        std::vector<FrameId> frames;
-        bool operator==(const StackKey&) const = default;
-    };
-    struct StackKeyHash {
-        std::size_t operator()(const StackKey& key) const;
-    };
+    static std::size_t hash_stack(std::uint32_t thread, std::span<const FrameId> frames);
+    StackId find_stack(std::size_t hash, std::uint32_t thread, std::span<const FrameId> frames) const;
+    void record_time(std::uint64_t time_us, StackId stack);
 
     std::size_t max_stacks_;
     std::size_t max_timeline_;
@@ -102,8 +105,9 @@ private:
     std::unordered_map<Frame, FrameId, FrameHash> frame_ids_;
     std::vector<ThreadInfo> threads_;
     std::vector<StackCount> stacks_;
-    std::unordered_map<StackKey, StackId, StackKeyHash> stack_ids_;
+    std::unordered_multimap<std::size_t, StackId> stack_ids_;  // by hash_stack(); the frames live in stacks_
     std::vector<TimedSample> timeline_;
+    bool keep_timeline_ = true;
     bool timeline_complete_ = true;
     std::uint64_t total_ = 0;
 };

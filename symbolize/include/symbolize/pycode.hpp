@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -53,8 +54,17 @@ struct CodeInfo {
     // The object's own pointers to its name, file and line table: a different code object later
     // allocated at the same address has different ones.
     std::uint64_t fingerprint = 0;
+    std::uint32_t id = 0;          // unique among all entries ever made: a key that outlives a reused address
+    std::int64_t code_bytes = -1;  // length of the bytecode where the header tells it (3.11+), else -1
+    // Bookkeeping of CodeCache: the sample that last used the entry, and when its header was last checked.
+    std::uint64_t last_sample = 0;
+    std::chrono::steady_clock::time_point checked_at{};
 
     int line_at(std::int64_t byte_offset) const;
+    // Whether an instruction at this byte offset (3.11+: may be -2, before the first) can belong to this code.
+    bool holds_offset(std::int64_t byte_offset) const {
+        return code_bytes < 0 || (byte_offset >= -2 && byte_offset < code_bytes);
+    }
 };
 
 // Reads a str object of the target as UTF-8; nullopt when it does not look like a str.
@@ -82,19 +92,27 @@ std::optional<std::string> read_byte_string(attach::Memory& memory, const CodeOb
 
 // Resolves code-object addresses to names and line tables, caching by address. Code objects are
 // immutable, but freed ones (module bodies after import, exec'd code) leave their address to new
-// ones: every lookup re-reads the object header (cheap through a page cache) and checks its type
-// and fingerprint before trusting the entry.
+// ones, so an entry is trusted only after re-reading the object's header and checking its type and
+// fingerprint (its own pointers to name, file and line table). Once samples are counted
+// (new_sample()), that check is skipped for an entry the previous sample used and that was checked
+// less than kTrustFor ago: a live frame holds its code object, and a code object seen sample after
+// sample is the same one; the time bound limits how long an address reused between two samples
+// could go unnoticed.
 class CodeCache {
 public:
+    static constexpr std::chrono::milliseconds kTrustFor{100};
+
     CodeCache(attach::Memory& memory, CodeObjectLayout layout, std::uint64_t code_type_address,
               std::size_t max_entries = 1 << 16);
-    // nullptr when the address is not a readable code object.
-    const CodeInfo* lookup(std::uint64_t code_address);
+    // nullptr when the address is not a readable code object. `recheck` forces the header check.
+    const CodeInfo* lookup(std::uint64_t code_address, bool recheck = false);
+    void new_sample();
     bool is_code_object(std::uint64_t address);
     const CodeObjectLayout& layout() const { return layout_; }
     std::size_t size() const { return entries_.size(); }
 
 private:
+    const CodeInfo* checked_lookup(std::uint64_t code_address);
     std::unique_ptr<CodeInfo> load(std::uint64_t fingerprint);
     std::uint64_t fingerprint_of() const;
 
@@ -104,6 +122,8 @@ private:
     std::size_t max_entries_;
     std::unordered_map<std::uint64_t, std::unique_ptr<CodeInfo>> entries_;
     std::vector<std::uint8_t> raw_;
+    std::uint64_t sample_ = 0;
+    std::chrono::steady_clock::time_point now_{};
 };
 
 }  // namespace pysample::symbolize
