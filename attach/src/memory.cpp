@@ -96,7 +96,9 @@ std::size_t ProcessMemory::read_many(std::span<const ReadRequest> requests) {
 }
 
 PageCache::PageCache(Memory& backing, std::size_t max_pages)
-    : backing_(backing), max_pages_(std::max<std::size_t>(max_pages, 8)), arena_(max_pages_ * kPageSize) {
+    : backing_(backing),
+      max_pages_(std::max<std::size_t>(max_pages, 8)),
+      arena_(new std::uint8_t[max_pages_ * kPageSize]) {
     std::size_t table = 16;
     while (table < 2 * max_pages_) table *= 2;
     slots_.resize(table);
@@ -218,7 +220,7 @@ std::size_t PageCache::prefetch() {
     std::size_t index = pages_held_;
     for (const auto& [first, count] : plan_) {
         if (index + count > max_pages_) break;
-        requests_.push_back({first, arena_.data() + index * kPageSize, count * kPageSize});
+        requests_.push_back({first, arena_.get() + index * kPageSize, count * kPageSize});
         index += count;
     }
     std::size_t runs = requests_.size();
@@ -237,7 +239,7 @@ std::size_t PageCache::prefetch() {
     for (std::size_t i = 0; i < runs; ++i) {
         const auto& request = requests_[i];
         auto first_index =
-            static_cast<std::uint32_t>((static_cast<std::uint8_t*>(request.dest) - arena_.data()) / kPageSize);
+            static_cast<std::uint32_t>((static_cast<std::uint8_t*>(request.dest) - arena_.get()) / kPageSize);
         for (std::size_t k = 0; k < request.len / kPageSize; ++k) {
             if (find(request.addr + k * kPageSize) == nullptr) {
                 insert(request.addr + k * kPageSize, first_index + static_cast<std::uint32_t>(k));
@@ -265,13 +267,13 @@ bool PageCache::fetch_missing(std::uint64_t first, std::uint64_t end) {
     std::size_t index = pages_held_;
     for (std::uint64_t page = first; page < end; page += kPageSize) {
         if (find(page) != nullptr) continue;
-        requests_.push_back({page, arena_.data() + index * kPageSize, kPageSize});
+        requests_.push_back({page, arena_.get() + index * kPageSize, kPageSize});
         ++index;
     }
     if (backing_.read_many(requests_) != requests_.size()) return false;
     for (const auto& request : requests_) {
         insert(request.addr,
-               static_cast<std::uint32_t>((static_cast<std::uint8_t*>(request.dest) - arena_.data()) / kPageSize));
+               static_cast<std::uint32_t>((static_cast<std::uint8_t*>(request.dest) - arena_.get()) / kPageSize));
     }
     pages_held_ = index;
     misses_ += requests_.size();

@@ -114,8 +114,53 @@ void ElfFile::index_symbols(const Section& symtab) const {
     }
 }
 
+// The dynamic linker's own index of .dynsym (.gnu.hash): finds an exported symbol without
+// reading every symbol of a large library such as libpython.
+std::optional<std::uint64_t> ElfFile::dynamic_symbol(std::string_view name) const {
+    const Section* hash = nullptr;
+    for (const auto& section : sections_) {
+        if (section.type == SHT_GNU_HASH) hash = &section;
+    }
+    if (hash == nullptr || hash->link >= sections_.size()) return std::nullopt;
+    const Section& dynsym = sections_[hash->link];
+    if (dynsym.link >= sections_.size()) return std::nullopt;
+    auto table = section_data(*hash);
+    auto symbols = section_data(dynsym);
+    auto strings = section_data(sections_[dynsym.link]);
+    auto word = [&](std::size_t index, std::uint32_t& out) {
+        if ((index + 1) * 4 > table.size()) return false;
+        std::memcpy(&out, table.data() + index * 4, 4);
+        return true;
+    };
+    std::uint32_t buckets = 0, first_symbol = 0, bloom_words = 0;
+    if (!word(0, buckets) || !word(1, first_symbol) || !word(2, bloom_words) || buckets == 0) return std::nullopt;
+    std::uint32_t h = 5381;
+    for (char c : name) h = h * 33 + static_cast<std::uint8_t>(c);
+    std::size_t bucket_base = 4 + std::size_t{bloom_words} * 2;  // 64-bit bloom words
+    std::size_t chain_base = bucket_base + buckets;
+    std::uint32_t index = 0;
+    if (!word(bucket_base + h % buckets, index) || index < first_symbol) return std::nullopt;
+    for (;; ++index) {
+        std::uint32_t chain_hash = 0;
+        if (!word(chain_base + (index - first_symbol), chain_hash)) return std::nullopt;
+        if ((chain_hash | 1) == (h | 1) && (index + 1) * sizeof(Elf64_Sym) <= symbols.size()) {
+            Elf64_Sym sym;
+            std::memcpy(&sym, symbols.data() + index * sizeof(Elf64_Sym), sizeof(sym));
+            if (sym.st_name < strings.size()) {
+                const char* text = reinterpret_cast<const char*>(strings.data() + sym.st_name);
+                if (std::string_view(text, ::strnlen(text, strings.size() - sym.st_name)) == name &&
+                    sym.st_shndx != SHN_UNDEF) {
+                    return sym.st_value;
+                }
+            }
+        }
+        if (chain_hash & 1) return std::nullopt;
+    }
+}
+
 std::optional<std::uint64_t> ElfFile::symbol(std::string_view name) const {
     if (!symbols_indexed_) {
+        if (auto exported = dynamic_symbol(name)) return exported;
         for (const auto& section : sections_) {
             if (section.type == SHT_DYNSYM || section.type == SHT_SYMTAB) index_symbols(section);
         }

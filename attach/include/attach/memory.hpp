@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -115,7 +116,7 @@ private:
 
     Slot* find(std::uint64_t page);
     Slot* insert(std::uint64_t page, std::uint32_t index);
-    std::uint8_t* page_data(const Slot& slot) { return arena_.data() + std::size_t{slot.index} * kPageSize; }
+    std::uint8_t* page_data(const Slot& slot) { return arena_.get() + std::size_t{slot.index} * kPageSize; }
     bool fetch_missing(std::uint64_t first, std::uint64_t end);
     void note_use(Slot& slot);
     void make_plan();
@@ -123,8 +124,8 @@ private:
 
     Memory& backing_;
     std::size_t max_pages_;
-    std::vector<std::uint8_t> arena_;
-    std::vector<Slot> slots_;  // open addressing, power-of-two size
+    std::unique_ptr<std::uint8_t[]> arena_;  // not zeroed: its pages cost nothing until used
+    std::vector<Slot> slots_;                // open addressing, power-of-two size
     std::uint32_t generation_ = 1;
     std::size_t pages_held_ = 0;
     std::size_t misses_ = 0;

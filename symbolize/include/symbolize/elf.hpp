@@ -64,6 +64,7 @@ public:
 private:
     void parse();
     void index_symbols(const Section& symtab) const;
+    std::optional<std::uint64_t> dynamic_symbol(std::string_view name) const;
 
     std::string path_;
     const std::uint8_t* data_ = nullptr;
