@@ -130,6 +130,7 @@ void PageCache::reset() {
         generation_ = 1;
     }
     pages_held_ = 0;
+    last_generation_ = 0;
 }
 
 void PageCache::clear() {
@@ -282,6 +283,12 @@ bool PageCache::fetch_missing(std::uint64_t first, std::uint64_t end) {
 
 bool PageCache::read(std::uint64_t addr, void* dest, std::size_t len) {
     if (len == 0) return true;
+    // Most reads of a walk fall in the page the previous one read.
+    if (last_generation_ == generation_ && (addr & ~(kPageSize - 1)) == last_page_ &&
+        (addr & (kPageSize - 1)) + len <= kPageSize) {
+        std::memcpy(dest, last_data_ + (addr - last_page_), len);
+        return true;
+    }
     if (len > 4 * kPageSize) return backing_.read(addr, dest, len);
     std::uint64_t first = addr & ~(kPageSize - 1);
     std::uint64_t end = addr + len;
@@ -294,6 +301,9 @@ bool PageCache::read(std::uint64_t addr, void* dest, std::size_t len) {
         Slot* slot = find(page);
         note_use(*slot);
         std::memcpy(out + (cur - addr), page_data(*slot) + (cur - page), chunk);
+        last_page_ = page;
+        last_data_ = page_data(*slot);
+        last_generation_ = generation_;
         cur += chunk;
     }
     return true;

@@ -127,6 +127,9 @@ private:
     std::unique_ptr<std::uint8_t[]> arena_;  // not zeroed: its pages cost nothing until used
     std::vector<Slot> slots_;                // open addressing, power-of-two size
     std::uint32_t generation_ = 1;
+    std::uint64_t last_page_ = 0;  // the page the last read ended in, while last_generation_ is current
+    const std::uint8_t* last_data_ = nullptr;
+    std::uint32_t last_generation_ = 0;
     std::size_t pages_held_ = 0;
     std::size_t misses_ = 0;
     std::vector<std::uint64_t> used_;  // pages in order of first use
