@@ -48,7 +48,10 @@ bool NameRefreshSchedule::due(Clock::time_point now, std::span<const std::uint64
         if (ident == 0) continue;
         auto seen = first_seen_.find(ident);
         if (seen == first_seen_.end()) return true;
-        if (unnamed_.count(ident) != 0 && now - seen->second < kRetryUnnamedFor) return true;
+        // A thread not named yet (threading may not even be imported) is looked for again, less often.
+        if (unnamed_.count(ident) != 0 && now - seen->second < kRetryUnnamedFor && since >= kRetryUnnamedEvery) {
+            return true;
+        }
     }
     return false;
 }

@@ -28,6 +28,7 @@ public:
     static constexpr std::chrono::milliseconds kPeriod{1000};
     static constexpr std::chrono::milliseconds kMinimumGap{100};
     static constexpr std::chrono::milliseconds kRetryUnnamedFor{2000};
+    static constexpr std::chrono::milliseconds kRetryUnnamedEvery{500};
 
     bool due(Clock::time_point now, std::span<const std::uint64_t> idents) const;
     // Records a read at `now` for a sample showing `idents`, of which `named` got a name.

@@ -482,8 +482,9 @@ TEST_CASE("names are read again for new threads, for unnamed new threads a while
     auto second = start + Schedule::kMinimumGap;
     schedule.refreshed(second, more, {1, 2});  // 3 not registered in threading yet
 
-    // Retried while recent, then only with the period.
-    CHECK(schedule.due(second + Schedule::kMinimumGap, more));
+    // Retried while recent, every so often, then only with the period.
+    CHECK_FALSE(schedule.due(second + Schedule::kMinimumGap, more));
+    CHECK(schedule.due(second + Schedule::kRetryUnnamedEvery, more));
     auto late = second + Schedule::kRetryUnnamedFor;
     schedule.refreshed(late - milliseconds(100), more, {1, 2});
     CHECK_FALSE(schedule.due(late + milliseconds(10), more));
