@@ -9,7 +9,8 @@ namespace pysample::sampler {
 Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode native)
     : process_(process),
       pages_(process.memory()),
-      codes_(pages_, process.code_layout(), process.code_type_address()),
+      code_pages_(process.memory(), kCodePages),
+      codes_(code_pages_, process.code_layout(), process.code_type_address()),
       walker_(process.layout(), process.version().major, process.version().minor, pages_, codes_),
       gil_(process),
       states_(process.pid()),
@@ -147,6 +148,7 @@ void Snapshotter::merge_native_stacks(std::vector<ThreadSnapshot>& snapshots) {
 Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool walk_idle) {
     sample_states_.clear();
     codes_.new_sample();
+    code_pages_.clear();
     if (native_) native_->begin_sample();
     if (!list_threads_if_due(false)) {
         out.clear();

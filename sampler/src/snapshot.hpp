@@ -97,6 +97,9 @@ private:
 
     PythonProcess& process_;
     attach::PageCache pages_;
+    // Code objects are read apart from the batch: one referenced by a frame cannot change while it
+    // is, so reading it later does not tear the stack, and its pages stay out of the batch.
+    attach::PageCache code_pages_;
     symbolize::CodeCache codes_;
     StackWalker walker_;
     GilReader gil_;
@@ -111,6 +114,7 @@ private:
     bool batch_complete_ = false;  // the last batched walk needed nothing outside its batch
     std::vector<std::uint64_t> fields_;
     std::vector<std::uint64_t> rechecked_fields_;
+    static constexpr std::size_t kCodePages = 64;
     static constexpr auto kInterpreterRecheck = std::chrono::milliseconds(100);
     static constexpr std::size_t kMaxRememberedThreads = 4096;
     std::uint64_t interp_ = 0;
