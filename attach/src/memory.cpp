@@ -283,6 +283,9 @@ bool PageCache::fetch_missing(std::uint64_t first, std::uint64_t end) {
 
 bool PageCache::read(std::uint64_t addr, void* dest, std::size_t len) {
     if (len == 0) return true;
+    // A pointer out of a torn stack may be anything: no page walk may run past user space or wrap.
+    constexpr std::uint64_t kUserSpaceEnd = std::uint64_t{1} << 56;  // 5-level paging's limit
+    if (addr >= kUserSpaceEnd || len > kUserSpaceEnd - addr) return false;
     // Most reads of a walk fall in the page the previous one read.
     if (last_generation_ == generation_ && (addr & ~(kPageSize - 1)) == last_page_ &&
         (addr & (kPageSize - 1)) + len <= kPageSize) {

@@ -213,7 +213,9 @@ Snapshotter::Outcome Snapshotter::take_running(std::vector<ThreadSnapshot>& out,
 void Snapshotter::update_rechecks(const std::vector<ThreadSnapshot>& out) {
     fields_.clear();
     for (std::size_t i = 0; i < out.size() && i < threads_.size(); ++i) {
-        if (out[i].walked && threads_[i].top_frame_field != 0) fields_.push_back(threads_[i].top_frame_field);
+        if (!out[i].walked) continue;
+        if (threads_[i].top_frame_field != 0) fields_.push_back(threads_[i].top_frame_field);
+        if (auto field = caller_position_field(out[i].frames)) fields_.push_back(field);
     }
     std::sort(fields_.begin(), fields_.end());
     if (fields_ != rechecked_fields_) {
@@ -232,10 +234,26 @@ bool Snapshotter::reaches_known_base(const ThreadStateRef& thread, const std::ve
     return it != bases_.end() && it->second == frames.back().address;
 }
 
-// Whether the thread's innermost-frame pointer read in the batch was still the same at its end.
-bool Snapshotter::top_frame_held(const ThreadStateRef& thread) const {
+// Where the innermost frame's caller keeps its position (f_lasti, or the instruction pointer from
+// 3.11); 0 when the stack has no caller. A caller that moved on and came back to the same callee
+// (a generator resumed by its for loop) leaves the innermost-frame pointer unchanged, but not this.
+std::uint64_t Snapshotter::caller_position_field(const std::vector<PyFrame>& frames) const {
+    if (frames.size() < 2 || frames[1].native != nullptr || frames[1].address == 0) return 0;
+    const auto& layout = process_.layout();
+    std::int64_t offset = layout.iframe_size > 0 ? layout.iframe_instr : layout.frame_lasti;
+    return offset < 0 ? 0 : frames[1].address + static_cast<std::uint64_t>(offset);
+}
+
+// Whether the thread's innermost-frame pointer, and its caller's position, read in the batch were
+// still the same at its end.
+bool Snapshotter::top_frame_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) {
     auto again = pages_.rechecked(thread.top_frame_field);
-    return again && *again == thread.top_frame;
+    if (!again || *again != thread.top_frame) return false;
+    std::uint64_t field = caller_position_field(frames);
+    if (field == 0) return true;
+    std::uint64_t in_batch = 0;
+    auto caller_again = pages_.rechecked(field);
+    return caller_again && pages_.read_value(field, in_batch) && in_batch == *caller_again;
 }
 
 Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle,
@@ -292,7 +310,7 @@ Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out,
         if (!snap.idle || walk_idle || snap.holds_gil) {
             snap.walked = true;
             snap.result = read_thread(i, tid, snap.frames, consistency);
-            if (batched && !top_frame_held(threads_[i])) batch_complete_ = false;
+            if (batched && !top_frame_held(threads_[i], snap.frames)) batch_complete_ = false;
             if (snap.result != WalkResult::Ok) {
                 any_failed = true;
                 snap.frames.clear();

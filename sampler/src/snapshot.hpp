@@ -83,7 +83,8 @@ private:
     Outcome read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle, Consistency consistency);
     bool list_threads_if_due(bool force);
     void update_rechecks(const std::vector<ThreadSnapshot>& out);
-    bool top_frame_held(const ThreadStateRef& thread) const;
+    bool top_frame_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames);
+    std::uint64_t caller_position_field(const std::vector<PyFrame>& frames) const;
     bool reaches_known_base(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) const;
     char scheduler_state(pid_t tid);
     const std::string& thread_name(pid_t tid);
