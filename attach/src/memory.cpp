@@ -11,10 +11,11 @@
 
 namespace pysample::attach {
 
-std::size_t Memory::read_many(std::span<const ReadRequest> requests) {
+std::size_t Memory::read_many(std::span<ReadRequest> requests) {
     std::size_t complete = 0;
-    for (const auto& request : requests) {
-        if (read(request.addr, request.dest, request.len)) ++complete;
+    for (auto& request : requests) {
+        request.done = read(request.addr, request.dest, request.len);
+        if (request.done) ++complete;
     }
     return complete;
 }
@@ -56,7 +57,7 @@ bool ProcessMemory::read_proc_mem(std::uint64_t addr, void* dest, std::size_t le
 
 // One process_vm_readv call takes up to IOV_MAX iovecs; it stops at the first remote range that
 // fails, so the requests after a failure are retried one by one.
-std::size_t ProcessMemory::read_many(std::span<const ReadRequest> requests) {
+std::size_t ProcessMemory::read_many(std::span<ReadRequest> requests) {
     if (use_proc_mem_) return Memory::read_many(requests);
     constexpr std::size_t kBatch = 512;
     std::size_t complete = 0;
@@ -74,6 +75,7 @@ std::size_t ProcessMemory::read_many(std::span<const ReadRequest> requests) {
         }
         ssize_t got = ::process_vm_readv(pid_, local.data(), local.size(), remote.data(), remote.size(), 0);
         if (got == static_cast<ssize_t>(total)) {
+            for (std::size_t i = first; i < first + count; ++i) requests[i].done = true;
             complete += count;
             first += count;
             continue;
@@ -83,12 +85,14 @@ std::size_t ProcessMemory::read_many(std::span<const ReadRequest> requests) {
         std::size_t bytes = got > 0 ? static_cast<std::size_t>(got) : 0;
         while (done < count && bytes >= requests[first + done].len) {
             bytes -= requests[first + done].len;
+            requests[first + done].done = true;
             ++done;
         }
         complete += done;
         first += done;
         if (first < requests.size()) {
-            if (read(requests[first].addr, requests[first].dest, requests[first].len)) ++complete;
+            requests[first].done = read(requests[first].addr, requests[first].dest, requests[first].len);
+            if (requests[first].done) ++complete;
             ++first;
         }
     }
@@ -152,15 +156,16 @@ void PageCache::note_use(Slot& slot) {
 void PageCache::make_plan() {
     plan_.clear();
     if (used_.empty()) return;
-    std::vector<std::pair<std::uint64_t, std::size_t>> by_address;  // page, order of first use
-    by_address.reserve(used_.size());
+    auto& by_address = scratch_pages_;
+    by_address.clear();
     for (std::size_t i = 0; i < used_.size(); ++i) by_address.emplace_back(used_[i], i);
     std::sort(by_address.begin(), by_address.end());
     // A page the sample used again after the cache filled up is listed twice.
     by_address.erase(std::unique(by_address.begin(), by_address.end(),
                                  [](const auto& a, const auto& b) { return a.first == b.first; }),
                      by_address.end());
-    std::vector<std::pair<std::size_t, std::pair<std::uint64_t, std::size_t>>> runs;  // first use, run
+    auto& runs = scratch_runs_;
+    runs.clear();
     for (std::size_t i = 0; i < by_address.size();) {
         std::size_t j = i + 1;
         std::size_t first_use = by_address[i].second;
@@ -231,14 +236,10 @@ std::size_t PageCache::prefetch() {
                              end - recheck_ranges_[i].second});
     }
     // A run that fails (a thread exited and its memory went) leaves its pages to be read on demand.
-    std::size_t done = backing_.read_many(requests_);
-    if (done != requests_.size()) {
-        for (auto& request : requests_) {
-            if (!backing_.read(request.addr, request.dest, request.len)) request.len = 0;
-        }
-    }
+    backing_.read_many(requests_);
     for (std::size_t i = 0; i < runs; ++i) {
         const auto& request = requests_[i];
+        if (!request.done) continue;
         auto first_index =
             static_cast<std::uint32_t>((static_cast<std::uint8_t*>(request.dest) - arena_.get()) / kPageSize);
         for (std::size_t k = 0; k < request.len / kPageSize; ++k) {
@@ -247,7 +248,7 @@ std::size_t PageCache::prefetch() {
             }
         }
     }
-    for (std::size_t i = runs; i < requests_.size(); ++i) recheck_ok_[i - runs] = requests_[i].len != 0;
+    for (std::size_t i = runs; i < requests_.size(); ++i) recheck_ok_[i - runs] = requests_[i].done;
     pages_held_ = index;
     return runs;
 }

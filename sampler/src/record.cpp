@@ -203,9 +203,10 @@ private:
 
     // What identifies a Python frame in the profile: its code object (by the cache's id, which a
     // reused address does not share) and the line recorded. Native frames have no such key.
+    int recorded_line(const PyFrame& frame) const { return options_.line_numbers && frame.line > 0 ? frame.line : 0; }
+
     std::uint64_t frame_key(const PyFrame& frame) const {
-        int line = options_.line_numbers && frame.line > 0 ? frame.line : 0;
-        return (std::uint64_t{frame.code->id} << 32) | static_cast<std::uint32_t>(line);
+        return (std::uint64_t{frame.code->id} << 32) | static_cast<std::uint32_t>(recorded_line(frame));
     }
 
     // The stack key of a thread's frames; false when a frame has no key (a native frame).
@@ -221,8 +222,8 @@ private:
     exporters::FrameId python_frame_id(const PyFrame& frame) {
         auto [it, inserted] = python_frames_.try_emplace(frame_key(frame), 0);
         if (inserted) {
-            int line = options_.line_numbers && frame.line > 0 ? frame.line : 0;
-            it->second = profile_.intern({frame.code->function, frame.code->filename, line, frame.code->firstlineno});
+            it->second = profile_.intern(
+                {frame.code->function, frame.code->filename, recorded_line(frame), frame.code->firstlineno});
         }
         return it->second;
     }

@@ -30,6 +30,7 @@ struct ReadRequest {
     std::uint64_t addr;
     void* dest;
     std::size_t len;
+    bool done = false;  // set by read_many: whether all `len` bytes were read
 };
 
 // Reads another process's memory. Implementations exist for a live process; the interface keeps
@@ -39,8 +40,8 @@ public:
     virtual ~Memory() = default;
     // Reads exactly `len` bytes or returns false.
     virtual bool read(std::uint64_t addr, void* dest, std::size_t len) = 0;
-    // Reads several ranges at once; returns how many of the requests were read completely.
-    virtual std::size_t read_many(std::span<const ReadRequest> requests);
+    // Reads several ranges at once, marking each request done or not; returns how many are done.
+    virtual std::size_t read_many(std::span<ReadRequest> requests);
 
     template <typename T>
     bool read_value(std::uint64_t addr, T& out) {
@@ -59,7 +60,7 @@ public:
     ProcessMemory& operator=(const ProcessMemory&) = delete;
 
     bool read(std::uint64_t addr, void* dest, std::size_t len) override;
-    std::size_t read_many(std::span<const ReadRequest> requests) override;
+    std::size_t read_many(std::span<ReadRequest> requests) override;
     pid_t pid() const { return pid_; }
     std::uint64_t failed_reads() const { return failed_reads_; }
 
@@ -134,6 +135,9 @@ private:
     std::size_t misses_ = 0;
     std::vector<std::uint64_t> used_;  // pages in order of first use
     std::vector<std::pair<std::uint64_t, std::size_t>> plan_;
+    // make_plan()'s working space, kept so that a sample allocates nothing.
+    std::vector<std::pair<std::uint64_t, std::size_t>> scratch_pages_;  // page, order of first use
+    std::vector<std::pair<std::size_t, std::pair<std::uint64_t, std::size_t>>> scratch_runs_;  // first use, run
     std::vector<ReadRequest> requests_;
     std::vector<std::uint64_t> recheck_;                                 // sorted addresses
     std::vector<std::uint8_t> recheck_bytes_;                            // their ranges' bytes, as last read
