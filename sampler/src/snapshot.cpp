@@ -114,9 +114,11 @@ pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread) {
 // The scheduler state is read once per thread per sample, and only in CPU mode, which needs it to
 // leave out idle threads; wall-clock mode uses the last listing of the threads.
 char Snapshotter::scheduler_state(pid_t tid) {
-    if (auto it = sample_states_.find(tid); it != sample_states_.end()) return it->second;
+    for (const auto& [known, state] : sample_states_) {
+        if (known == tid) return state;
+    }
     char state = states_.read_state(tid);
-    sample_states_.emplace(tid, state);
+    sample_states_.emplace_back(tid, state);
     return state;
 }
 
@@ -209,19 +211,54 @@ Snapshotter::Outcome Snapshotter::take_running(std::vector<ThreadSnapshot>& out,
     return outcome;
 }
 
-// The next batch rereads where each walked thread's innermost frame was found.
+// The next batch rereads, for each walked thread, the words that fixed its stack's shape.
 void Snapshotter::update_rechecks(const std::vector<ThreadSnapshot>& out) {
     fields_.clear();
     for (std::size_t i = 0; i < out.size() && i < threads_.size(); ++i) {
-        if (!out[i].walked) continue;
-        if (threads_[i].top_frame_field != 0) fields_.push_back(threads_[i].top_frame_field);
-        if (auto field = caller_position_field(out[i].frames)) fields_.push_back(field);
+        if (out[i].walked) add_shape_words(threads_[i], out[i].frames, fields_);
     }
     std::sort(fields_.begin(), fields_.end());
     if (fields_ != rechecked_fields_) {
         rechecked_fields_ = fields_;
         pages_.recheck_after_batch(fields_);
     }
+}
+
+// The words a walk read that a call, return, yield or resume during the copy would change:
+// - the thread state's frame pointer, and in 3.11/3.12 the _PyCFrame's, which another C-level
+//   evaluation call (a generator resumed from C) replaces and whose slot keeps its stale value;
+// - the innermost frame's code object: a return followed by another call from the same caller
+//   reuses the frame's slot in the data stack, leaving every frame pointer as it was;
+// - the caller's position (f_lasti, or the instruction pointer from 3.11): a caller that moved on
+//   and came back to the same callee (a generator resumed by its for loop) changes nothing else.
+void Snapshotter::add_shape_words(const ThreadStateRef& thread, const std::vector<PyFrame>& frames,
+                                  std::vector<std::uint64_t>& words) const {
+    const auto& layout = process_.layout();
+    auto field = [](std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); };
+    bool interpreter_frames = layout.iframe_size > 0;
+    words.push_back(field(thread.address, layout.tstate_frame));
+    if (thread.top_frame_field != 0 && thread.top_frame_field != words.back()) words.push_back(thread.top_frame_field);
+    std::int64_t code = interpreter_frames ? layout.iframe_code : layout.frame_code;
+    if (!frames.empty() && frames[0].native == nullptr && frames[0].address != 0 && code >= 0) {
+        words.push_back(field(frames[0].address, code));
+    }
+    std::int64_t position = interpreter_frames ? layout.iframe_instr : layout.frame_lasti;
+    if (frames.size() >= 2 && frames[1].native == nullptr && frames[1].address != 0 && position >= 0) {
+        words.push_back(field(frames[1].address, position));
+    }
+}
+
+// Whether each word that fixed the thread's stack, as the batch copied it, still held its value
+// when the batch ended.
+bool Snapshotter::shape_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) {
+    shape_words_.clear();
+    add_shape_words(thread, frames, shape_words_);
+    for (std::uint64_t address : shape_words_) {
+        std::uint64_t in_batch = 0;
+        auto again = pages_.rechecked(address);
+        if (!again || !pages_.read_value(address, in_batch) || in_batch != *again) return false;
+    }
+    return true;
 }
 
 // A stack read without stopping the thread may end early: a generator that has just yielded has
@@ -232,28 +269,6 @@ bool Snapshotter::reaches_known_base(const ThreadStateRef& thread, const std::ve
     if (frames.empty()) return true;
     auto it = bases_.find(thread.address);
     return it != bases_.end() && it->second == frames.back().address;
-}
-
-// Where the innermost frame's caller keeps its position (f_lasti, or the instruction pointer from
-// 3.11); 0 when the stack has no caller. A caller that moved on and came back to the same callee
-// (a generator resumed by its for loop) leaves the innermost-frame pointer unchanged, but not this.
-std::uint64_t Snapshotter::caller_position_field(const std::vector<PyFrame>& frames) const {
-    if (frames.size() < 2 || frames[1].native != nullptr || frames[1].address == 0) return 0;
-    const auto& layout = process_.layout();
-    std::int64_t offset = layout.iframe_size > 0 ? layout.iframe_instr : layout.frame_lasti;
-    return offset < 0 ? 0 : frames[1].address + static_cast<std::uint64_t>(offset);
-}
-
-// Whether the thread's innermost-frame pointer, and its caller's position, read in the batch were
-// still the same at its end.
-bool Snapshotter::top_frame_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) {
-    auto again = pages_.rechecked(thread.top_frame_field);
-    if (!again || *again != thread.top_frame) return false;
-    std::uint64_t field = caller_position_field(frames);
-    if (field == 0) return true;
-    std::uint64_t in_batch = 0;
-    auto caller_again = pages_.rechecked(field);
-    return caller_again && pages_.read_value(field, in_batch) && in_batch == *caller_again;
 }
 
 Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle,
@@ -310,7 +325,7 @@ Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out,
         if (!snap.idle || walk_idle || snap.holds_gil) {
             snap.walked = true;
             snap.result = read_thread(i, tid, snap.frames, consistency);
-            if (batched && !top_frame_held(threads_[i], snap.frames)) batch_complete_ = false;
+            if (batched && !shape_held(threads_[i], snap.frames)) batch_complete_ = false;
             if (snap.result != WalkResult::Ok) {
                 any_failed = true;
                 snap.frames.clear();

@@ -83,8 +83,9 @@ private:
     Outcome read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle, Consistency consistency);
     bool list_threads_if_due(bool force);
     void update_rechecks(const std::vector<ThreadSnapshot>& out);
-    bool top_frame_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames);
-    std::uint64_t caller_position_field(const std::vector<PyFrame>& frames) const;
+    void add_shape_words(const ThreadStateRef& thread, const std::vector<PyFrame>& frames,
+                         std::vector<std::uint64_t>& words) const;
+    bool shape_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames);
     bool reaches_known_base(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) const;
     char scheduler_state(pid_t tid);
     const std::string& thread_name(pid_t tid);
@@ -110,11 +111,12 @@ private:
     std::map<pid_t, std::string> names_;
     std::map<pid_t, char> listed_states_;  // the last listing of the process's threads
     std::chrono::steady_clock::time_point listed_at_{};
-    std::map<pid_t, char> sample_states_;  // scheduler states read for this sample
+    std::vector<std::pair<pid_t, char>> sample_states_;  // scheduler states read for this sample (few threads)
     bool read_gil_ = true;
     bool batch_complete_ = false;  // the last batched walk needed nothing outside its batch
     std::vector<std::uint64_t> fields_;
     std::vector<std::uint64_t> rechecked_fields_;
+    std::vector<std::uint64_t> shape_words_;
     static constexpr std::size_t kCodePages = 64;
     static constexpr auto kInterpreterRecheck = std::chrono::milliseconds(100);
     static constexpr std::size_t kMaxRememberedThreads = 4096;

@@ -178,6 +178,21 @@ def test_split(pysample, python, tmp, blocking=False):
         check(re.search(r"\d+ samples in [\d.]+ s", result.stderr), "summary lacks the sample count")
 
 
+def test_max_rate(pysample, python, tmp):
+    """--rate max: thousands of samples a second, none of them a torn stack (a caller line that does
+    not call the leaf shown, a generator cut off from its callers)."""
+    with Workload(python, "split.py", 30) as workload:
+        stacks, result = record(pysample, workload.pid, tmp, "--rate", "max", "--idle", duration=2)
+        check_split(stacks, workload.path)
+    check("max rate asked" in result.stderr, "the summary does not say the maximum rate was asked")
+    found = re.search(r"(\d+) samples in ([\d.]+) s", result.stderr)
+    check(found and int(found.group(1)) >= 1000 * float(found.group(2)),
+          "fewer than 1000 samples a second at --rate max: %s" % (found.group(0) if found else result.stderr))
+    with Workload(python, "generators.py", 30) as workload:
+        stacks, _ = record(pysample, workload.pid, tmp, "--rate", "max", "--idle", duration=2)
+    check_generator_stacks(stacks, workload.path)
+
+
 def test_split_blocking(pysample, python, tmp):
     test_split(pysample, python, tmp, blocking=True)
 
@@ -360,14 +375,9 @@ def python_version(python):
     return int(major), int(minor)
 
 
-def test_generators(pysample, python, tmp):
-    """Hot code in a generator's body (all versions), and in a coroutine awaited by a coroutine that
-    asyncio runs (3.6+): each frame under its exact caller chain, with its lines."""
+def check_generator_stacks(stacks, path):
+    """generators.py: gen under its exact caller chain, mostly on its loop line."""
     m = markers("generators.py")
-    with Workload(python, "generators.py", 30) as workload:
-        stacks, _ = record(pysample, workload.pid, tmp, duration=2)
-        check(workload.proc.poll() is None, "the generator workload died while being profiled")
-    path = workload.path
     chain = [("<module>", path, m["callmain"]), ("main", path, m["callconsume"]), ("consume", path, m["callgen"])]
     body = range(m["genloop"] - 3, m["genloop"] + 2)
     total = in_gen = on_loop = 0
@@ -388,6 +398,15 @@ def test_generators(pysample, python, tmp):
     print("generator: %d of %d samples in gen, %d on its loop line" % (in_gen, total, on_loop))
     check(on_loop >= 0.8 * total and on_loop > 80, "gen's loop line %d has %d of %d samples" %
           (m["genloop"], on_loop, total))
+
+
+def test_generators(pysample, python, tmp):
+    """Hot code in a generator's body (all versions), and in a coroutine awaited by a coroutine that
+    asyncio runs (3.6+): each frame under its exact caller chain, with its lines."""
+    with Workload(python, "generators.py", 30) as workload:
+        stacks, _ = record(pysample, workload.pid, tmp, duration=2)
+        check(workload.proc.poll() is None, "the generator workload died while being profiled")
+    check_generator_stacks(stacks, workload.path)
 
     version = python_version(python)
     if version < (3, 6):
