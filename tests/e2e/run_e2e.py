@@ -182,9 +182,14 @@ def test_max_rate(pysample, python, tmp):
     """--rate max: thousands of samples a second, none of them a torn stack (a caller line that does
     not call the leaf shown, a generator cut off from its callers)."""
     with Workload(python, "split.py", 30) as workload:
-        stacks, result = record(pysample, workload.pid, tmp, "--rate", "max", "--idle", duration=2)
+        started = time.monotonic()
+        stacks, result = record(pysample, workload.pid, tmp, "--rate", "max", "--idle", "-v", duration=2)
+        ended = time.monotonic()
         check_split(stacks, workload.path)
     check("max rate asked" in result.stderr, "the summary does not say the maximum rate was asked")
+    first = re.search(r"first sample at monotonic ([\d.]+) s", result.stderr)
+    check(first and started < float(first.group(1)) < ended - 1.5,
+          "the first sample's time is missing or outside the run: %s" % (first.group(0) if first else "none"))
     found = re.search(r"(\d+) samples in ([\d.]+) s", result.stderr)
     check(found and int(found.group(1)) >= 1000 * float(found.group(2)),
           "fewer than 1000 samples a second at --rate max: %s" % (found.group(0) if found else result.stderr))

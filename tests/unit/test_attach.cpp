@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <thread>
 
 #include "attach/maps.hpp"
@@ -50,6 +51,9 @@ TEST_CASE("process memory reads this process, singly and batched, and reports fa
             {reinterpret_cast<std::uint64_t>(&values[999]), &copies[2], 8},
         };
         CHECK(memory.read_many(requests) == 2);
+        CHECK(requests[0].done);
+        CHECK_FALSE(requests[1].done);
+        CHECK(requests[2].done);
         CHECK(copies[0] == 7);
         CHECK(copies[2] == 1006);
         CHECK_FALSE(memory.read_value(8, one));
@@ -72,6 +76,55 @@ TEST_CASE("page cache returns the same bytes as direct reads, across page bounda
     cache.clear();
     REQUIRE(cache.read_value(reinterpret_cast<std::uint64_t>(&data[5000]), byte));
     CHECK(byte == 1);
+}
+
+TEST_CASE("page cache prefetches the last sample's pages in one batch and rechecks words at its end") {
+    ProcessMemory memory(::getpid());
+    PageCache cache(memory);
+    // Each read region sits in the middle of its own 64 KiB block, so no two read pages touch.
+    constexpr std::size_t kMiddle = 4096;
+    std::vector<std::uint64_t> a(8192, 1);
+    std::vector<std::uint64_t> b(8192, 2);
+    std::vector<std::uint64_t> c(8192, 3);
+    auto address = [](const std::vector<std::uint64_t>& v, std::size_t i) {
+        return reinterpret_cast<std::uint64_t>(&v[kMiddle + i]);
+    };
+    std::uint64_t value = 0;
+    std::vector<std::uint64_t> span(1491);
+    REQUIRE(cache.read_value(address(b, 0), value));
+    REQUIRE(cache.read(address(a, 10), span.data(), span.size() * 8));  // a[10] to a[1500]: adjacent pages
+    CHECK(cache.misses() == 1 + ((address(a, 1500) >> 12) - (address(a, 10) >> 12) + 1));
+    cache.clear();
+    // Runs in the order of first use: b's page, then a's pages merged into one run.
+    REQUIRE(cache.plan().size() == 2);
+    CHECK(cache.plan()[0].first == (address(b, 0) & ~std::uint64_t{4095}));
+    CHECK(cache.plan()[1].first == (address(a, 10) & ~std::uint64_t{4095}));
+    CHECK(cache.plan()[1].second == ((address(a, 1500) >> 12) - (address(a, 10) >> 12) + 1));
+
+    a[kMiddle + 1500] = 77;
+    b[kMiddle] = 88;
+    cache.recheck_after_batch({address(b, 1), address(c, 0)});
+    b[kMiddle + 1] = 99;
+    CHECK(cache.prefetch() == 2);
+    REQUIRE(cache.read_value(address(a, 1500), value));
+    CHECK(value == 77);
+    REQUIRE(cache.read_value(address(b, 0), value));
+    CHECK(value == 88);
+    CHECK(cache.misses() == 0);
+    CHECK(cache.rechecked(address(b, 1)) == std::optional<std::uint64_t>(99));
+    CHECK(cache.rechecked(address(c, 0)) == std::optional<std::uint64_t>(3));
+    CHECK_FALSE(cache.rechecked(address(c, 1)));
+    REQUIRE(cache.read_value(address(c, 5), value));  // c's page was not in the batch
+    CHECK(value == 3);
+    CHECK(cache.misses() == 1);
+}
+
+TEST_CASE("page cache refuses addresses beyond user space instead of walking pages past the end") {
+    ProcessMemory memory(::getpid());
+    PageCache cache(memory);
+    std::vector<std::uint8_t> out(3000);
+    CHECK_FALSE(cache.read(0xfffffffffffff100ULL, out.data(), out.size()));
+    CHECK_FALSE(cache.read(0xffffffffffffff00ULL, out.data(), 256));
 }
 
 TEST_CASE("threads of this process are listed with their state") {

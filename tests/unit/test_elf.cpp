@@ -42,6 +42,25 @@ TEST_CASE("symbols of the running executable resolve to their runtime addresses 
     CHECK_FALSE(elf.load_segments().empty());
 }
 
+TEST_CASE("exported symbols found through .gnu.hash match the full symbol index") {
+    // libc: a large library with .gnu.hash. A miss first builds the full index for the second file.
+    auto maps = attach::read_maps(::getpid());
+    std::string libc;
+    for (const auto& entry : maps) {
+        if (entry.path.find("/libc.so") != std::string::npos) libc = entry.path;
+    }
+    REQUIRE_FALSE(libc.empty());
+    symbolize::ElfFile hashed(libc);
+    symbolize::ElfFile indexed(libc);
+    CHECK_FALSE(indexed.symbol("no_such_symbol_anywhere"));
+    for (const char* name : {"malloc", "printf", "process_vm_readv", "environ"}) {
+        CAPTURE(name);
+        auto fast = hashed.symbol(name);
+        REQUIRE(fast);
+        CHECK(fast == indexed.symbol(name));
+    }
+}
+
 TEST_CASE("a non-ELF file is refused with its path in the message") {
     CHECK_THROWS_WITH_AS(symbolize::ElfFile("/proc/self/status"), doctest::Contains("/proc/self/status"),
                          std::runtime_error);

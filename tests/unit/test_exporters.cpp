@@ -116,6 +116,24 @@ TEST_CASE("the timeline records each timed sample against its stack id, in order
     CHECK(profile.frame(g[0]).first_line == 8);
 }
 
+TEST_CASE("a repeated stack is counted again by id, and the timeline can be left out") {
+    Profile profile;
+    profile.keep_timeline(false);
+    auto t = profile.intern_thread({1, ""});
+    std::vector<FrameId> f{profile.intern({"f", "x.py", 3, 1})};
+    auto id = profile.add_at(10, t, f);
+    profile.add_again(20, id);
+    profile.add_again(30, id);
+    CHECK(profile.stacks()[id].count == 3);
+    CHECK(profile.total_count() == 3);
+    CHECK(profile.distinct_stacks() == 1);
+    CHECK(profile.timeline().empty());
+    CHECK_FALSE(profile.timeline_complete());
+    CHECK(shows_time_order(Format::Chrome));
+    CHECK(shows_time_order(Format::Speedscope));
+    CHECK_FALSE(shows_time_order(Format::Flamegraph));
+}
+
 TEST_CASE("the timeline stops at its bound and says so, while counts stay exact") {
     Profile profile(100, 2);
     auto t = profile.intern_thread({1, ""});

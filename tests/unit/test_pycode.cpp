@@ -111,3 +111,34 @@ TEST_CASE("an object of another type is not taken for a code object") {
     CHECK(cache.lookup(objects.address()) == nullptr);
     CHECK(cache.lookup(0) == nullptr);
 }
+
+TEST_CASE("between samples a code object still on the stack is trusted; one that left it is checked again") {
+    FakeObjects objects;
+    objects.others.reserve(64);
+    objects.make_code("first", "/app/a.py", 1);
+    attach::ProcessMemory memory(::getpid());
+    symbolize::CodeCache cache(memory, objects.layout, FakeObjects::kCodeType);
+    cache.new_sample();
+    REQUIRE(cache.lookup(objects.address()) != nullptr);
+    CHECK(cache.lookup(objects.address())->code_bytes == 0);  // no bytecode in the fake object
+
+    objects.make_code("second", "/app/b.py", 2);  // same address, new object
+    cache.new_sample();                           // ...while the old one was on the previous sample's stack
+    CHECK(cache.lookup(objects.address())->function == "first");
+    CHECK(cache.lookup(objects.address(), true)->function == "second");  // a frame that does not fit forces the check
+
+    objects.make_code("third", "/app/c.py", 3);
+    cache.new_sample();
+    cache.new_sample();  // a sample without it
+    CHECK(cache.lookup(objects.address())->function == "third");
+}
+
+TEST_CASE("an instruction offset belongs to a code object only within its bytecode") {
+    symbolize::CodeInfo info;
+    CHECK(info.holds_offset(1 << 20));  // length unknown: anything goes
+    info.code_bytes = 40;
+    CHECK(info.holds_offset(-2));  // 3.11/3.12: before the first instruction
+    CHECK(info.holds_offset(38));
+    CHECK_FALSE(info.holds_offset(40));
+    CHECK_FALSE(info.holds_offset(-4));
+}
