@@ -217,16 +217,42 @@ private:
     std::unordered_map<std::string, std::uint32_t> ids_;
 };
 
-// One stack as label ids, root first, with its samples.
-struct LabelPath {
-    std::vector<std::uint32_t> labels;
-    std::uint64_t count = 0;
+// The profile's stacks as label ids, root first, read in place rather than copied: the tree is
+// built when the run ends, when the profile is at its largest.
+class LabelPaths {
+public:
+    LabelPaths(const Profile& profile, std::vector<std::uint32_t> frame_labels, std::vector<std::uint32_t> thread_labels,
+               bool thread_roots)
+        : profile_(profile),
+          frame_labels_(std::move(frame_labels)),
+          thread_labels_(std::move(thread_labels)),
+          thread_roots_(thread_roots) {}
+    std::size_t count() const { return profile_.stacks().size(); }
+    std::uint64_t samples(std::size_t path) const { return profile_.stacks()[path].count; }
+    std::size_t length(std::size_t path) const { return profile_.stacks()[path].frames.size() + (thread_roots_ ? 1 : 0); }
+    std::uint32_t label(std::size_t path, std::size_t depth) const {
+        const StackCount& stack = profile_.stacks()[path];
+        if (thread_roots_) {
+            if (depth == 0) return thread_labels_[stack.thread];
+            --depth;
+        }
+        return frame_labels_[stack.frames[depth]];
+    }
+
+private:
+    const Profile& profile_;
+    std::vector<std::uint32_t> frame_labels_;
+    std::vector<std::uint32_t> thread_labels_;
+    bool thread_roots_;
 };
 
+// Children are chained in the order they were added (alphabetical by label).
 struct Node {
     std::uint32_t label = 0;
+    std::uint32_t first_child = 0;  // 0: none (the root is never a child)
+    std::uint32_t next_sibling = 0;
+    std::uint32_t last_child = 0;
     std::uint64_t count = 0;
-    std::vector<std::uint32_t> children;  // alphabetical by label
 };
 
 // Stacks merged into one tree by label, so frames that print the same (lines of one function with
@@ -236,26 +262,24 @@ struct Node {
 // and no lookup table is needed.
 class FlameTree {
 public:
-    FlameTree(std::uint32_t root_label, std::vector<LabelPath> paths, const Labels& labels)
-        : nodes_{{root_label, 0, {}}} {
-        sort_alphabetically(paths, labels);
-        const std::vector<std::uint32_t>* previous = nullptr;
+    FlameTree(std::uint32_t root_label, const LabelPaths& paths, const Labels& labels) : nodes_{{root_label}} {
+        auto order = sorted_alphabetically(paths, labels);
         std::vector<std::uint32_t> open{0};  // the nodes along the current path, root first
-        for (const LabelPath& path : paths) {
-            std::size_t shared = previous ? common_prefix(*previous, path.labels) : 0;
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            std::size_t path = order[i];
+            std::size_t shared = i > 0 ? common_prefix(paths, order[i - 1], path) : 0;
             open.resize(shared + 1);
-            for (std::size_t depth = shared; depth < path.labels.size(); ++depth) {
-                open.push_back(add_child(open.back(), path.labels[depth]));
+            for (std::size_t depth = shared; depth < paths.length(path); ++depth) {
+                open.push_back(add_child(open.back(), paths.label(path, depth)));
             }
-            for (std::uint32_t node : open) nodes_[node].count += path.count;
-            previous = &path.labels;
+            for (std::uint32_t node : open) nodes_[node].count += paths.samples(path);
         }
     }
     const Node& node(std::uint32_t index) const { return nodes_[index]; }
     std::uint64_t total() const { return nodes_[0].count; }
 
 private:
-    static void sort_alphabetically(std::vector<LabelPath>& paths, const Labels& labels) {
+    static std::vector<std::uint32_t> sorted_alphabetically(const LabelPaths& paths, const Labels& labels) {
         std::vector<std::uint32_t> by_text(labels.size());
         for (std::uint32_t id = 0; id < by_text.size(); ++id) by_text[id] = id;
         std::sort(by_text.begin(), by_text.end(), [&](std::uint32_t a, std::uint32_t b) {
@@ -263,22 +287,39 @@ private:
         });
         std::vector<std::uint32_t> rank(labels.size());
         for (std::uint32_t position = 0; position < by_text.size(); ++position) rank[by_text[position]] = position;
-        std::sort(paths.begin(), paths.end(), [&](const LabelPath& a, const LabelPath& b) {
-            return std::lexicographical_compare(a.labels.begin(), a.labels.end(), b.labels.begin(), b.labels.end(),
-                                                [&](std::uint32_t x, std::uint32_t y) { return rank[x] < rank[y]; });
+        std::vector<std::uint32_t> order(paths.count());
+        for (std::uint32_t path = 0; path < order.size(); ++path) order[path] = path;
+        std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+            std::size_t shorter = std::min(paths.length(a), paths.length(b));
+            for (std::size_t depth = 0; depth < shorter; ++depth) {
+                auto x = rank[paths.label(a, depth)];
+                auto y = rank[paths.label(b, depth)];
+                if (x != y) return x < y;
+            }
+            return paths.length(a) < paths.length(b);
         });
+        return order;
     }
 
-    static std::size_t common_prefix(const std::vector<std::uint32_t>& a, const std::vector<std::uint32_t>& b) {
+    static std::size_t common_prefix(const LabelPaths& paths, std::size_t a, std::size_t b) {
         std::size_t length = 0;
-        while (length < a.size() && length < b.size() && a[length] == b[length]) ++length;
+        while (length < paths.length(a) && length < paths.length(b) &&
+               paths.label(a, length) == paths.label(b, length)) {
+            ++length;
+        }
         return length;
     }
 
     std::uint32_t add_child(std::uint32_t parent, std::uint32_t label) {
         auto index = static_cast<std::uint32_t>(nodes_.size());
-        nodes_.push_back({label, 0, {}});
-        nodes_[parent].children.push_back(index);
+        nodes_.push_back({label});
+        Node& up = nodes_[parent];
+        if (up.first_child == 0) {
+            up.first_child = index;
+        } else {
+            nodes_[up.last_child].next_sibling = index;
+        }
+        up.last_child = index;
         return index;
     }
 
@@ -297,16 +338,8 @@ FlameTree build_tree(const Profile& profile, const WriteOptions& options, Labels
     for (const ThreadInfo& thread : profile.threads()) {
         thread_labels.push_back(labels.add(readable(thread_label(thread)), Kind::Thread, kThreadColour));
     }
-    std::vector<LabelPath> paths;
-    paths.reserve(profile.stacks().size());
-    for (const StackCount& stack : profile.stacks()) {
-        LabelPath& path = paths.emplace_back();
-        path.count = stack.count;
-        path.labels.reserve(stack.frames.size() + 1);
-        if (options.thread_roots) path.labels.push_back(thread_labels[stack.thread]);
-        for (FrameId id : stack.frames) path.labels.push_back(frame_labels[id]);
-    }
-    return FlameTree(root, std::move(paths), labels);
+    LabelPaths paths(profile, std::move(frame_labels), std::move(thread_labels), options.thread_roots);
+    return FlameTree(root, paths, labels);
 }
 
 // ---- Layout: which frames are drawn, where, in depth-first order with the root first ----
@@ -340,7 +373,7 @@ private:
         max_depth_ = std::max(max_depth_, depth);
         SmallRun run;
         std::uint64_t offset = start;
-        for (std::uint32_t child : node.children) {
+        for (std::uint32_t child = node.first_child; child != 0; child = tree_.node(child).next_sibling) {
             std::uint64_t count = tree_.node(child).count;
             if (count >= min_count_) {
                 flush(run, depth + 1);
