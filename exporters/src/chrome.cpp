@@ -2,6 +2,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,7 @@ class ThreadTrack {
 public:
     ThreadTrack(const Profile& profile, std::uint64_t interval) : profile_(&profile), interval_(interval) {}
 
-    void add_sample(std::uint64_t time, const std::vector<FrameId>& frames) {
+    void add_sample(std::uint64_t time, std::span<const FrameId> frames) {
         // A thread that went unsampled (idle, or not running Python) ends its slices one interval
         // after it was last seen instead of stretching them over the gap.
         if (!open_.empty() && time > last_ + 2 * interval_) close_from(0, last_ + interval_);
@@ -59,7 +60,7 @@ public:
     const std::vector<Slice>& slices() const { return slices_; }
 
 private:
-    std::size_t matching_depth(const std::vector<FrameId>& frames) const {
+    std::size_t matching_depth(std::span<const FrameId> frames) const {
         std::size_t depth = 0;
         while (depth < open_.size() && depth < frames.size() &&
                same_function(profile_->frame(slices_[open_[depth]].frame), profile_->frame(frames[depth]))) {

@@ -25,13 +25,35 @@ std::size_t Profile::hash_stack(std::uint32_t thread, std::span<const FrameId> f
     return h;
 }
 
-Profile::Profile(std::size_t max_stacks, std::size_t max_timeline)
-    : max_stacks_(max_stacks), max_timeline_(max_timeline) {}
+void IdIndex::insert(std::size_t hash, std::uint32_t id) {
+    if (2 * (used_ + 1) > slots_.size()) {
+        std::vector<Slot> old(std::max<std::size_t>(16, 2 * slots_.size()));
+        old.swap(slots_);
+        for (const Slot& slot : old) {
+            if (slot.id != kNone) place(slot);
+        }
+    }
+    place({id, static_cast<std::uint32_t>(hash)});
+    ++used_;
+}
+
+void IdIndex::place(Slot slot) {
+    std::size_t i = slot.tag & mask();
+    while (slots_[i].id != kNone) i = (i + 1) & mask();
+    slots_[i] = slot;
+}
+
+Profile::Profile(std::size_t max_stacks, std::size_t max_timeline, std::size_t max_stack_frames)
+    : max_stacks_(max_stacks), max_timeline_(max_timeline), max_stack_frames_(max_stack_frames) {}
 
 FrameId Profile::intern(const Frame& frame) {
-    auto [it, inserted] = frame_ids_.try_emplace(frame, static_cast<FrameId>(frames_.size()));
-    if (inserted) frames_.push_back(frame);
-    return it->second;
+    std::size_t hash = FrameHash{}(frame);
+    FrameId id = frame_ids_.find(hash, [&](std::uint32_t known) { return frames_[known] == frame; });
+    if (id != IdIndex::kNone) return id;
+    id = static_cast<FrameId>(frames_.size());
+    frames_.push_back(frame);
+    frame_ids_.insert(hash, id);
+    return id;
 }
 
 std::uint32_t Profile::intern_thread(const ThreadInfo& thread) {
@@ -43,35 +65,53 @@ std::uint32_t Profile::intern_thread(const ThreadInfo& thread) {
 }
 
 StackId Profile::find_stack(std::size_t hash, std::uint32_t thread, std::span<const FrameId> frames) const {
-    auto [first, last] = stack_ids_.equal_range(hash);
-    for (auto it = first; it != last; ++it) {
-        const StackCount& stack = stacks_[it->second];
-        if (stack.thread == thread &&
-            std::equal(stack.frames.begin(), stack.frames.end(), frames.begin(), frames.end())) {
-            return it->second;
-        }
+    return stack_ids_.find(hash, [&](std::uint32_t id) {
+        const StackCount& stack = stacks_[id];
+        return stack.thread == thread &&
+               std::equal(stack.frames.begin(), stack.frames.end(), frames.begin(), frames.end());
+    });
+}
+
+std::span<const FrameId> Profile::store(std::span<const FrameId> frames) {
+    constexpr std::size_t kBlockFrames = 64 * 1024;
+    if (frames.empty()) return {};
+    if (block_size_ - block_used_ < frames.size()) {
+        block_size_ = std::max(kBlockFrames, frames.size());
+        blocks_.push_back(std::make_unique<FrameId[]>(block_size_));
+        block_used_ = 0;
     }
-    return static_cast<StackId>(-1);
+    FrameId* start = blocks_.back().get() + block_used_;
+    std::copy(frames.begin(), frames.end(), start);
+    block_used_ += frames.size();
+    stored_frames_ += frames.size();
+    return {start, frames.size()};
 }
 
 StackId Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count) {
     total_ += count;
     std::size_t hash = hash_stack(thread, root_first);
     StackId id = find_stack(hash, thread, root_first);
-    if (id == static_cast<StackId>(-1) && stacks_.size() >= max_stacks_) {
-        FrameId other = intern(Frame{"[other stacks]", "", 0});
+    FrameId other = 0;
+    if (id == IdIndex::kNone && full()) {
+        other = intern(Frame{"[other stacks]", "", 0});
         root_first = std::span<const FrameId>(&other, 1);
         hash = hash_stack(thread, root_first);
         id = find_stack(hash, thread, root_first);
     }
-    if (id != static_cast<StackId>(-1)) {
+    if (id != IdIndex::kNone) {
         stacks_[id].count += count;
         return id;
     }
     id = static_cast<StackId>(stacks_.size());
-    stacks_.push_back({thread, {root_first.begin(), root_first.end()}, count});
-    stack_ids_.emplace(hash, id);
+    stacks_.push_back({thread, store(root_first), count});
+    stack_ids_.insert(hash, id);
     return id;
+}
+
+std::size_t Profile::memory_bytes() const {
+    return frames_.capacity() * sizeof(Frame) + frame_ids_.bytes() + stacks_.capacity() * sizeof(StackCount) +
+           stack_ids_.bytes() + blocks_.size() * block_size_ * sizeof(FrameId) +
+           timeline_.capacity() * sizeof(TimedSample);
 }
 
 void Profile::record_time(std::uint64_t time_us, StackId stack) {

@@ -2,6 +2,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -104,7 +105,7 @@ double weight(std::uint64_t count, double rate_hz) {
     return rate_hz > 0 ? samples / rate_hz : samples;
 }
 
-void write_stack(std::ostream& out, const std::vector<FrameId>& frames, const std::vector<std::size_t>& index_of) {
+void write_stack(std::ostream& out, std::span<const FrameId> frames, const std::vector<std::size_t>& index_of) {
     out << '[';
     for (std::size_t i = 0; i < frames.size(); ++i) {
         if (i > 0) out << ',';

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -32,8 +33,8 @@ struct ThreadInfo {
 
 // One unique stack of one thread, root first, with how many samples saw it.
 struct StackCount {
-    std::uint32_t thread = 0;  // index into Profile::threads()
-    std::vector<FrameId> frames;
+    std::uint32_t thread = 0;          // index into Profile::threads()
+    std::span<const FrameId> frames;  // held by the profile, valid while it lives
     std::uint64_t count = 0;
 };
 
@@ -59,14 +60,49 @@ struct RunInfo {
     double interval_s() const { return rate_hz > 0 ? 1.0 / rate_hz : 0.0; }
 };
 
+// An open-addressing index of ids by hash: the keys stay in the owner's own storage.
+class IdIndex {
+public:
+    static constexpr std::uint32_t kNone = 0xffffffffU;
+    // The id stored under this hash for which `same(id)` holds, or kNone.
+    template <typename Same>
+    std::uint32_t find(std::size_t hash, Same same) const {
+        if (slots_.empty()) return kNone;
+        auto tag = static_cast<std::uint32_t>(hash);
+        for (std::size_t i = tag & mask(); slots_[i].id != kNone; i = (i + 1) & mask()) {
+            if (slots_[i].tag == tag && same(slots_[i].id)) return slots_[i].id;
+        }
+        return kNone;
+    }
+    void insert(std::size_t hash, std::uint32_t id);
+    std::size_t bytes() const { return slots_.capacity() * sizeof(Slot); }
+
+private:
+    struct Slot {
+        std::uint32_t id = kNone;
+        std::uint32_t tag = 0;
+    };
+    std::size_t mask() const { return slots_.size() - 1; }
+    void place(Slot slot);
+    std::vector<Slot> slots_;
+    std::size_t used_ = 0;
+};
+
 // The aggregated profile every exporter reads. Frames and threads are interned; stacks are kept
-// once each with a count, so memory grows with distinct stacks, not with samples. Past
-// `max_stacks` distinct stacks, new ones are counted under a single "[other stacks]" frame so
-// totals stay exact. The timeline keeps one small entry per sample up to `max_timeline` entries
-// (then stops, saying so), for formats that show time order.
+// once each with a count, their frames packed in large blocks, so memory grows with distinct
+// stacks, not with samples. Past `max_stacks` distinct stacks or `max_stack_frames` frames in
+// them, new ones are counted under a single "[other stacks]" frame so totals stay exact. The
+// timeline keeps one small entry per sample up to `max_timeline` entries (then stops, saying so),
+// for formats that show time order.
 class Profile {
 public:
-    explicit Profile(std::size_t max_stacks = 1'000'000, std::size_t max_timeline = 20'000'000);
+    explicit Profile(std::size_t max_stacks = 1'000'000, std::size_t max_timeline = 20'000'000,
+                     std::size_t max_stack_frames = 16'000'000);
+    // Stacks point into blocks the profile owns: a move keeps them, a copy would not.
+    Profile(const Profile&) = delete;
+    Profile& operator=(const Profile&) = delete;
+    Profile(Profile&&) = default;
+    Profile& operator=(Profile&&) = default;
 
     FrameId intern(const Frame& frame);
     std::uint32_t intern_thread(const ThreadInfo& thread);
@@ -91,21 +127,31 @@ public:
     bool timeline_complete() const { return timeline_complete_; }
     std::uint64_t total_count() const { return total_; }
     std::size_t distinct_stacks() const { return stacks_.size(); }
+    // What the profile's own storage takes, in bytes (strings' heap storage excluded).
+    std::size_t memory_bytes() const;
 
     RunInfo info;
 
 private:
     static std::size_t hash_stack(std::uint32_t thread, std::span<const FrameId> frames);
     StackId find_stack(std::size_t hash, std::uint32_t thread, std::span<const FrameId> frames) const;
+    bool full() const { return stacks_.size() >= max_stacks_ || stored_frames_ >= max_stack_frames_; }
+    std::span<const FrameId> store(std::span<const FrameId> frames);
     void record_time(std::uint64_t time_us, StackId stack);
 
     std::size_t max_stacks_;
     std::size_t max_timeline_;
+    std::size_t max_stack_frames_;
     std::vector<Frame> frames_;
-    std::unordered_map<Frame, FrameId, FrameHash> frame_ids_;
+    IdIndex frame_ids_;  // by FrameHash
     std::vector<ThreadInfo> threads_;
     std::vector<StackCount> stacks_;
-    std::unordered_multimap<std::size_t, StackId> stack_ids_;  // by hash_stack(); the frames live in stacks_
+    IdIndex stack_ids_;  // by hash_stack()
+    // Stacks' frames, in blocks that never move once allocated.
+    std::vector<std::unique_ptr<FrameId[]>> blocks_;
+    std::size_t block_size_ = 0;
+    std::size_t block_used_ = 0;
+    std::size_t stored_frames_ = 0;
     std::vector<TimedSample> timeline_;
     bool keep_timeline_ = true;
     bool timeline_complete_ = true;
