@@ -38,6 +38,14 @@ char state_in_stat(std::string_view stat) {
     return stat[close + 2];
 }
 
+// The parent pid, the field after the state.
+std::string parent_in_stat(std::string_view stat) {
+    auto close = stat.rfind(')');
+    if (close == std::string_view::npos || close + 4 >= stat.size()) return "?";
+    auto fields = stat.substr(close + 4);
+    return std::string(fields.substr(0, fields.find(' ')));
+}
+
 }  // namespace
 
 bool process_exists(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
@@ -53,7 +61,10 @@ void check_process(pid_t pid) {
     auto stat = read_small_file(proc_path(pid, "/stat"));
     if (stat) {
         if (state_in_stat(*stat) == 'Z') {
-            throw Error(ErrorKind::TargetExited, "process " + std::to_string(pid) + " has exited (zombie)");
+            std::string parent = parent_in_stat(*stat);
+            throw Error(ErrorKind::TargetExited, "process " + std::to_string(pid) +
+                                                     " is a zombie: it has exited and its parent (pid " + parent +
+                                                     ") has not reaped it; there is nothing left to sample");
         }
     }
 }

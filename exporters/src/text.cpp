@@ -29,13 +29,8 @@ std::string right_aligned(const std::string& text, std::size_t width) {
     return text.size() >= width ? text : std::string(width - text.size(), ' ') + text;
 }
 
-// One row per line: control characters from the target become spaces.
-std::string printable(std::string text) {
-    for (char& c : text) {
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
-    }
-    return text;
-}
+// One row per line: control characters and line separators from the target are spelled out.
+std::string printable(std::string_view text) { return escape_control_characters(text); }
 
 std::string_view sort_description(SortKey key) {
     switch (key) {
@@ -73,7 +68,7 @@ std::vector<const FunctionStats*> sorted_rows(const std::vector<FunctionStats>& 
 }
 
 std::string run_description(const RunInfo& info) {
-    std::string command = printable(valid_utf8(info.command_line));
+    std::string command = printable(info.command_line);
     if (info.pid == 0) return command.empty() ? "" : " (" + command + ")";
     std::string text = " (pid " + std::to_string(info.pid);
     if (!command.empty()) text += ": " + command;

@@ -1,6 +1,7 @@
 #include "exporters/utf8.hpp"
 
 #include <array>
+#include <cstdio>
 
 namespace pysample::exporters {
 
@@ -41,6 +42,41 @@ std::string valid_utf8(std::string_view text) {
         }
     }
     return valid;
+}
+
+namespace {
+
+// C0 and C1 control characters and DEL, and the separators that Unicode-aware line splitting
+// (Python's str.splitlines, editors) treats as line ends.
+bool breaks_lines_or_controls(char32_t c) { return c < 0x20 || (c >= 0x7F && c < 0xA0) || c == 0x2028 || c == 0x2029; }
+
+std::string spelled(char32_t c) {
+    char text[8];
+    std::snprintf(text, sizeof text, c < 0x100 ? "\\x%02x" : "\\u%04x", static_cast<unsigned>(c));
+    return text;
+}
+
+}  // namespace
+
+std::string escape_control_characters(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t at = 0; at < text.size();) {
+        char32_t c = 0;
+        std::size_t length = decode_utf8(text, at, c);
+        if (length == 0) {
+            out += kReplacementCharacter;
+            ++at;
+            continue;
+        }
+        if (breaks_lines_or_controls(c)) {
+            out += spelled(c);
+        } else {
+            out.append(text.substr(at, length));
+        }
+        at += length;
+    }
+    return out;
 }
 
 }  // namespace pysample::exporters

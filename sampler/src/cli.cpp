@@ -4,10 +4,16 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstring>
 #include <iostream>
+#include <limits>
+#include <map>
 
 #include "attach/error.hpp"
+#include "layout.hpp"
 #include "options.hpp"
 #include "timer.hpp"
 
@@ -37,7 +43,7 @@ Run 'pysample <SUBCOMMAND> --help' for the options of each.
 po::options_description common_options() {
     po::options_description desc("Target and output", 110, 60);
     desc.add_options()
-        ("pid,p", po::value<int>(), "PID of a running Python program")
+        ("pid,p", po::value<std::string>(), "PID of a running Python program")
         ("python-version", po::value<std::string>(), "Read the target as this Python version (X.Y) instead of detecting it")
         ("verbose,v", po::bool_switch(), "Log what pysample does (debug level)")
         ("quiet,q", po::bool_switch(), "No progress line or summary")
@@ -52,7 +58,7 @@ po::options_description record_options() {
     desc.add_options()
         ("rate,r", po::value<std::string>()->default_value("100"),
          "Samples per second, or 'max' to sample as fast as pysample can")
-        ("duration,d", po::value<double>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")
+        ("duration,d", po::value<std::string>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")
         ("output,o", po::value<std::vector<std::string>>(),
          "Output file; repeat for several, each in the format its suffix names: .svg (flamegraph), "
          ".txt (collapsed), .speedscope.json, .pstats or .prof, .prof.txt (text), .json (chrome). "
@@ -89,8 +95,8 @@ po::options_description top_options() {
     po::options_description desc("Top options", 110, 60);
     desc.add_options()
         ("rate,r", po::value<std::string>()->default_value("100"), "Samples per second, or 'max'")
-        ("duration,d", po::value<double>(), "Seconds to run for (default: until q, Ctrl-C or the program exits)")
-        ("interval", po::value<double>()->default_value(1), "Seconds between refreshes of the table")
+        ("duration,d", po::value<std::string>(), "Seconds to run for (default: until q, Ctrl-C or the program exits)")
+        ("interval", po::value<std::string>()->default_value("1"), "Seconds between refreshes of the table")
         ("rows", po::value<std::size_t>(), "Show at most this many functions (default: as many as fit the "
                                            "terminal; 20 when the output is not a terminal)")
         ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
@@ -131,19 +137,55 @@ int exit_code_for(attach::ErrorKind kind) {
         case attach::ErrorKind::NotPython: return kExitNotPython;
         case attach::ErrorKind::UnsupportedVersion: return kExitUnsupportedVersion;
         case attach::ErrorKind::TargetExited: return kExitTargetExited;
+        case attach::ErrorKind::OutputUnwritable: return kExitOutputUnwritable;
         case attach::ErrorKind::Other: return kExitError;
     }
     return kExitError;
 }
 
+// The whole of `text` as a finite number, or nullopt.
+std::optional<double> parse_number(const std::string& text) {
+    std::size_t used = 0;
+    double value = 0;
+    try {
+        value = std::stod(text, &used);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (used != text.size() || !std::isfinite(value)) return std::nullopt;
+    return value;
+}
+
+[[noreturn]] void bad_value(const std::string& option, const std::string& text, const std::string& accepted) {
+    throw attach::Error(attach::ErrorKind::Usage, "invalid " + option + " '" + text + "': it takes " + accepted);
+}
+
+pid_t parse_pid(const std::string& text) {
+    auto is_digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
+    bool digits = !text.empty() && text.size() <= 10 && std::all_of(text.begin(), text.end(), is_digit);
+    long long pid = digits ? std::stoll(text) : 0;
+    if (pid < 1 || pid > std::numeric_limits<pid_t>::max()) {
+        bad_value("--pid", text, "the id of a running process, a whole number above 0");
+    }
+    return static_cast<pid_t>(pid);
+}
+
+void require_supported(const PythonVersion& version) {
+    if (find_layout(version.major, version.minor)) return;
+    throw attach::Error(attach::ErrorKind::UnsupportedVersion,
+                        "--python-version " + version.to_string() +
+                            ": pysample cannot read this version; it reads Python 2.7 and 3.6 to 3.15");
+}
+
 void fill_common(const po::variables_map& vm, CommonOptions& options) {
-    if (vm.count("pid")) options.pid = vm["pid"].as<int>();
+    if (vm.count("pid")) options.pid = parse_pid(vm["pid"].as<std::string>());
     options.verbose = vm["verbose"].as<bool>();
     options.quiet = vm["quiet"].as<bool>();
     if (vm.count("python-version")) {
         auto version = parse_version_text(vm["python-version"].as<std::string>());
-        if (!version) throw attach::Error(attach::ErrorKind::Usage, "--python-version takes X.Y, e.g. 3.11");
+        if (!version) bad_value("--python-version", vm["python-version"].as<std::string>(), "X.Y, e.g. 3.11");
         version->source = "--python-version";
+        require_supported(*version);
         options.python_version = version;
     }
 }
@@ -196,36 +238,40 @@ std::vector<RecordOptions::Output> parse_outputs(const po::variables_map& vm) {
     return outputs;
 }
 
-void parse_rate_and_duration(const po::variables_map& vm, double& rate, double& duration) {
-    const auto& text = vm["rate"].as<std::string>();
-    if (text == "max") {
-        rate = kRateMax;
-    } else {
-        std::size_t used = 0;
-        try {
-            rate = std::stod(text, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != text.size() || !(rate > 0 && rate <= 1'000'000)) {
-            throw attach::Error(attach::ErrorKind::Usage,
-                                "--rate takes a number of samples per second above 0 and up to 1000000, or 'max'");
-        }
+double parse_rate(const std::string& text) {
+    if (text == "max") return kRateMax;
+    auto rate = parse_number(text);
+    if (!rate || !(*rate > 0 && *rate <= 1'000'000)) {
+        bad_value("--rate", text, "a number of samples per second above 0 and up to 1000000, or 'max'");
     }
-    if (vm.count("duration")) {
-        duration = vm["duration"].as<double>();
-        if (!(duration > 0)) throw attach::Error(attach::ErrorKind::Usage, "--duration must be positive");
+    return *rate;
+}
+
+// 0 would read as "no limit", which leaving the option out already says.
+double parse_duration(const std::string& text, const char* until) {
+    auto duration = parse_number(text);
+    if (!duration || !(*duration > 0)) {
+        bad_value("--duration", text,
+                  std::string("a number of seconds above 0, e.g. 10 or 0.5; leave it out to run ") + until);
     }
+    return *duration;
+}
+
+void parse_rate_and_duration(const po::variables_map& vm, double& rate, double& duration, const char* until) {
+    rate = parse_rate(vm["rate"].as<std::string>());
+    if (vm.count("duration")) duration = parse_duration(vm["duration"].as<std::string>(), until);
 }
 
 TopOptions parse_top(const po::variables_map& vm) {
     TopOptions options;
     fill_common(vm, options);
-    parse_rate_and_duration(vm, options.rate, options.duration);
-    options.interval = vm["interval"].as<double>();
-    if (!(options.interval >= 0.05 && options.interval <= 3600)) {
-        throw attach::Error(attach::ErrorKind::Usage, "--interval must be between 0.05 and 3600 seconds");
+    parse_rate_and_duration(vm, options.rate, options.duration, "until q, Ctrl-C or the program exits");
+    const auto& interval = vm["interval"].as<std::string>();
+    auto seconds = parse_number(interval);
+    if (!seconds || !(*seconds >= 0.05 && *seconds <= 3600)) {
+        bad_value("--interval", interval, "a number of seconds from 0.05 to 3600");
     }
+    options.interval = *seconds;
     if (vm.count("rows")) options.rows = vm["rows"].as<std::size_t>();
     options.blocking = vm["blocking"].as<bool>();
     options.idle = vm["idle"].as<bool>();
@@ -236,7 +282,7 @@ TopOptions parse_top(const po::variables_map& vm) {
 RecordOptions parse_record(const po::variables_map& vm) {
     RecordOptions options;
     fill_common(vm, options);
-    parse_rate_and_duration(vm, options.rate, options.duration);
+    parse_rate_and_duration(vm, options.rate, options.duration, "until Ctrl-C or the program exits");
     options.outputs = parse_outputs(vm);
     options.reverse = vm["reverse"].as<bool>();
     auto sort = exporters::parse_sort_key(vm["sort"].as<std::string>());
@@ -261,6 +307,21 @@ RecordOptions parse_record(const po::variables_map& vm) {
     return options;
 }
 
+// "--rate -5" would read as an option -5 and be refused as a missing value, not as a bad one: a
+// value that starts with '-' is attached to its option ("--rate=-5") so that it is checked like any other.
+void attach_dashed_values(std::vector<std::string>& args) {
+    static const std::map<std::string, std::string> kTakesNumber = {
+        {"--pid", "--pid"},           {"-p", "--pid"},      {"--rate", "--rate"},        {"-r", "--rate"},
+        {"--duration", "--duration"}, {"-d", "--duration"}, {"--interval", "--interval"}};
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+        auto option = kTakesNumber.find(args[i]);
+        if (option == kTakesNumber.end() || args[i + 1].size() < 2 || args[i + 1][0] != '-') continue;
+        if (!std::isdigit(static_cast<unsigned char>(args[i + 1][1])) && args[i + 1][1] != '.') continue;
+        args[i] = option->second + "=" + args[i + 1];
+        args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -270,6 +331,7 @@ int run_cli(int argc, char** argv) {
         command.assign(dashes + 1, args.end());
         args.erase(dashes, args.end());
     }
+    attach_dashed_values(args);
     std::string subcommand = "record";
     if (!args.empty() && (args[0] == "record" || args[0] == "dump" || args[0] == "top")) {
         subcommand = args[0];
@@ -345,7 +407,7 @@ int run_cli(int argc, char** argv) {
         require_target(options, true);
         return run_record(options);
     } catch (const po::error& e) {
-        std::cerr << "pysample: " << e.what() << "\nTry 'pysample " << subcommand << " --help'.\n";
+        std::cerr << "pysample: " << e.what() << " (see 'pysample " << subcommand << " --help')\n";
         return kExitUsage;
     } catch (const attach::Error& e) {
         std::cerr << "pysample: " << e.what() << "\n";

@@ -5,6 +5,7 @@
 
 #include "attach/error.hpp"
 #include "attach/threads.hpp"
+#include "exporters/utf8.hpp"
 #include "locals.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
@@ -42,13 +43,15 @@ void print_locals(const FrameLocals& locals, std::ostream& out) {
         out << "      <variables not read: " << locals.error << ">\n";
         return;
     }
-    for (const auto& variable : locals.variables) out << "      " << variable.name << " = " << variable.repr << "\n";
+    for (const auto& variable : locals.variables) {
+        out << "      " << exporters::escape_control_characters(variable.name) << " = " << variable.repr << "\n";
+    }
     if (locals.omitted > 0) out << "      ... and " << locals.omitted << " more variables\n";
 }
 
 void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, std::ostream& out) {
     out << "Thread " << thread.id;
-    if (!thread.name.empty()) out << " \"" << thread.name << "\"";
+    if (!thread.name.empty()) out << " \"" << exporters::escape_control_characters(thread.name) << "\"";
     out << (thread.idle ? " (idle)" : " (active)") << (thread.holds_gil ? " (holds the GIL)" : "") << ":\n";
     if (thread.result != WalkResult::Ok) {
         out << "  <stack could not be read: " << describe(thread.result) << ">\n";
@@ -64,7 +67,8 @@ void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, std
             out << "  [native] " << exporters::frame_label(profile_frame(*it->native, true), true) << "\n";
             continue;
         }
-        out << "  File \"" << it->code->filename << "\", line " << it->line << ", in " << it->code->function << "\n";
+        out << "  File \"" << exporters::escape_control_characters(it->code->filename) << "\", line " << it->line
+            << ", in " << exporters::escape_control_characters(it->code->function) << "\n";
         if (const auto* frame_locals = locals_of(*it, locals)) print_locals(*frame_locals, out);
     }
     if (thread.native != MergeResult::Merged) {

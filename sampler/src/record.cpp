@@ -15,8 +15,10 @@
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
 #include "attach/processes.hpp"
+#include "exporters/utf8.hpp"
 #include "launch_target.hpp"
 #include "options.hpp"
+#include "output_file.hpp"
 #include "sampler/cli.hpp"
 #include "snapshot.hpp"
 #include "timer.hpp"
@@ -357,11 +359,19 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
     for (const auto& fn : top) {
         std::fprintf(stderr, "%5.1f%%  %5.1f%%  %10llu  %s (%s)\n", 100.0 * static_cast<double>(fn.own) / total,
                      100.0 * static_cast<double>(fn.total) / total, static_cast<unsigned long long>(fn.own),
-                     fn.function.c_str(), fn.filename.c_str());
+                     exporters::escape_control_characters(fn.function).c_str(),
+                     exporters::escape_control_characters(fn.filename).c_str());
     }
 }
 
-std::vector<std::string> write_outputs(const exporters::Profile& profile, const RecordOptions& options) {
+// What write_outputs did: "path (format)" for each file written, a message for each that was not.
+struct WrittenOutputs {
+    std::vector<std::string> written;
+    std::vector<std::string> failed;
+};
+
+// Each file is written whole or not at all (see OutputFile); one that fails does not stop the others.
+WrittenOutputs write_outputs(const exporters::Profile& profile, const RecordOptions& options) {
     exporters::WriteOptions write;
     write.thread_roots = options.threads && !options.subprocesses;  // else added under each process
     write.line_numbers = options.line_numbers;
@@ -369,22 +379,28 @@ std::vector<std::string> write_outputs(const exporters::Profile& profile, const 
     write.sort = options.sort;
     write.top = options.top;
     write.version = PYSAMPLE_VERSION;
-    std::vector<std::string> written;
+    WrittenOutputs outputs;
     for (const auto& output : options.outputs) {
         std::string path = output.path.empty() ? default_output_path(profile.info.pid, output.format) : output.path;
-        std::ofstream out(path, std::ios::binary);
-        if (!out) throw attach::Error(attach::ErrorKind::Other, "cannot write " + path + ": " + std::strerror(errno));
-        exporters::write_profile(output.format, profile, write, out);
-        out.close();
-        if (!out) throw attach::Error(attach::ErrorKind::Other, "writing " + path + " failed");
-        written.push_back(path + " (" + std::string(exporters::format_name(output.format)) + ")");
+        try {
+            OutputFile file(path);
+            exporters::write_profile(output.format, profile, write, file.stream());
+            file.commit();
+            outputs.written.push_back(path + " (" + std::string(exporters::format_name(output.format)) + ")");
+        } catch (const attach::Error& e) {
+            outputs.failed.push_back(e.what());
+        } catch (const std::exception& e) {
+            outputs.failed.push_back("cannot write the profile to '" + path + "': " + e.what());
+        }
     }
-    return written;
+    return outputs;
 }
 
 }  // namespace
 
 int run_record(const RecordOptions& options) {
+    // Before attaching: a profile that cannot be saved is not worth taking.
+    for (const auto& output : options.outputs) check_output_path(output.path);
     StopSignals signals;
     std::unique_ptr<attach::ChildProcess> child;
     std::unique_ptr<PythonProcess> process;
@@ -469,8 +485,10 @@ int run_record(const RecordOptions& options) {
     if (target_gone && !options.quiet && !child) {
         std::fprintf(stderr, "pysample: process %d exited; writing what was recorded\n", root);
     }
-    auto written = write_outputs(recorder->profile(), options);
-    if (!options.quiet) print_summary(*recorder, options, written);
+    auto outputs = write_outputs(recorder->profile(), options);
+    for (const auto& failure : outputs.failed) std::fprintf(stderr, "pysample: %s\n", failure.c_str());
+    if (!options.quiet) print_summary(*recorder, options, outputs.written);
+    int written_status = outputs.failed.empty() ? kExitOk : kExitOutputUnwritable;
     // Detach (when blocking) before waiting for a launched child, whose stops would otherwise wait for us.
     recorder.reset();
 
@@ -485,9 +503,10 @@ int run_record(const RecordOptions& options) {
             std::fprintf(stderr, "pysample: profile written; waiting for '%s' (pid %d) to exit, Ctrl-C to stop it\n",
                          options.command[0].c_str(), child->pid());
         }
-        return attach::ChildProcess::exit_code(child->wait());
+        int child_status = attach::ChildProcess::exit_code(child->wait());
+        return written_status != kExitOk ? written_status : child_status;
     }
-    return kExitOk;
+    return written_status;
 }
 
 }  // namespace pysample::sampler

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <string_view>
 
 #include "attach/memory.hpp"
 
@@ -17,9 +18,32 @@ std::uint32_t next_code_id() {
 }
 constexpr std::size_t kMaxLineTable = 1 << 20;
 
+// Longer names and file names are cut there and marked "…[truncated, N characters]" (N bytes on Python 2).
+constexpr std::size_t kMaxNameChars = 4096;
+
+bool is_surrogate(std::uint32_t cp) { return cp >= 0xD800 && cp <= 0xDFFF; }
+
+// The length of the well-formed UTF-8 sequence `text` starts with; 0 for a stray continuation
+// byte, an overlong form, a surrogate, a value past U+10FFFF or a sequence cut short.
+std::size_t utf8_sequence_length(std::string_view text) {
+    auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+    if (byte(0) < 0x80) return 1;
+    std::size_t length = byte(0) >= 0xF8 ? 0 : byte(0) >= 0xF0 ? 4 : byte(0) >= 0xE0 ? 3 : byte(0) >= 0xC0 ? 2 : 0;
+    if (length == 0 || length > text.size()) return 0;
+    std::uint32_t cp = byte(0) & (0x7Fu >> length);
+    for (std::size_t i = 1; i < length; ++i) {
+        if ((byte(i) & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (byte(i) & 0x3Fu);
+    }
+    constexpr std::uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    return cp < kSmallest[length] || is_surrogate(cp) || cp > 0x10FFFF ? 0 : length;
+}
+
 }  // namespace
 
+// A lone surrogate (a str such as "\udcff", or one decoded with surrogateescape) has no UTF-8 form.
 void append_utf8(std::string& out, std::uint32_t cp) {
+    if (is_surrogate(cp)) cp = 0xFFFD;
     if (cp < 0x80) {
         out += static_cast<char>(cp);
     } else if (cp < 0x800) {
@@ -107,18 +131,76 @@ std::optional<std::string> read_unicode(attach::Memory& memory, const CodeObject
     return out;
 }
 
-std::optional<std::string> read_byte_string(attach::Memory& memory, const CodeObjectLayout& layout,
-                                            std::uint64_t address, std::size_t max_chars) {
+std::string utf8_from_bytes(std::string_view bytes) {
+    std::string out;
+    out.reserve(bytes.size());
+    for (std::size_t at = 0; at < bytes.size();) {
+        std::size_t length = utf8_sequence_length(bytes.substr(at));
+        if (length == 0) {
+            append_utf8(out, 0xFFFD);
+            ++at;
+            continue;
+        }
+        out.append(bytes.substr(at, length));
+        at += length;
+    }
+    return out;
+}
+
+namespace {
+
+// The first `max_bytes` bytes of a Python 2 str, and its whole size.
+struct BytePrefix {
+    std::string bytes;
+    std::uint64_t size = 0;
+};
+
+std::optional<BytePrefix> read_byte_prefix(attach::Memory& memory, const CodeObjectLayout& layout,
+                                           std::uint64_t address, std::size_t max_bytes) {
     std::int64_t size = 0;
     if (address == 0 || !memory.read_value(address + static_cast<std::uint64_t>(layout.bytes_size), size) || size < 0 ||
         size > (std::int64_t{1} << 30)) {
         return std::nullopt;
     }
-    std::string out(std::min(static_cast<std::size_t>(size), max_chars), '\0');
-    if (!memory.read(address + static_cast<std::uint64_t>(layout.bytes_data), out.data(), out.size())) {
+    BytePrefix prefix{std::string(std::min(static_cast<std::size_t>(size), max_bytes), '\0'),
+                      static_cast<std::uint64_t>(size)};
+    if (!memory.read(address + static_cast<std::uint64_t>(layout.bytes_data), prefix.bytes.data(),
+                     prefix.bytes.size())) {
         return std::nullopt;
     }
-    return out;
+    return prefix;
+}
+
+std::string truncation_marker(std::uint64_t length, const char* unit) {
+    return "\xE2\x80\xA6[truncated, " + std::to_string(length) + " " + unit + "]";
+}
+
+// A code object's name or file name as UTF-8, cut at kMaxNameChars.
+std::optional<std::string> read_code_string(attach::Memory& memory, const CodeObjectLayout& layout,
+                                            std::uint64_t address) {
+    if (layout.strings == StringKind::Bytes) {
+        auto prefix = read_byte_prefix(memory, layout, address, kMaxNameChars);
+        if (!prefix) return std::nullopt;
+        std::string text = utf8_from_bytes(prefix->bytes);
+        if (prefix->size > kMaxNameChars) text += truncation_marker(prefix->size, "bytes");
+        return text;
+    }
+    auto prefix = read_unicode_prefix(memory, layout, address, kMaxNameChars);
+    if (!prefix) return std::nullopt;
+    std::string text;
+    text.reserve(prefix->code_points.size());
+    for (std::uint32_t cp : prefix->code_points) append_utf8(text, cp);
+    if (prefix->length > kMaxNameChars) text += truncation_marker(prefix->length, "characters");
+    return text;
+}
+
+}  // namespace
+
+std::optional<std::string> read_byte_string(attach::Memory& memory, const CodeObjectLayout& layout,
+                                            std::uint64_t address, std::size_t max_chars) {
+    auto prefix = read_byte_prefix(memory, layout, address, max_chars);
+    if (!prefix) return std::nullopt;
+    return utf8_from_bytes(prefix->bytes);
 }
 
 CodeCache::CodeCache(attach::Memory& memory, CodeObjectLayout layout, std::uint64_t code_type_address,
@@ -186,9 +268,8 @@ const CodeInfo* CodeCache::checked_lookup(std::uint64_t code_address) {
 std::unique_ptr<CodeInfo> CodeCache::load(std::uint64_t fingerprint) {
     auto info = std::make_unique<CodeInfo>();
     std::int64_t name_field = layout_.qualname >= 0 ? layout_.qualname : layout_.name;
-    auto read_string = layout_.strings == StringKind::Bytes ? read_byte_string : read_unicode;
-    auto function = read_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, name_field), 4096);
-    auto filename = read_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.filename), 4096);
+    auto function = read_code_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, name_field));
+    auto filename = read_code_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.filename));
     auto table = read_bytes_object(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.linetable));
     if (!function || !filename || !table) return nullptr;
     info->function = std::move(*function);
@@ -202,9 +283,12 @@ std::unique_ptr<CodeInfo> CodeCache::load(std::uint64_t fingerprint) {
     info->fingerprint = fingerprint;
     info->id = next_code_id();
     if (layout_.format == LineTableFormat::LocationTable311) {
-        // A PyVarObject whose size counts 2-byte code units.
+        // A PyVarObject whose size counts 2-byte code units; a size no bytecode has means a torn header.
         constexpr std::int64_t kObSizeOffset = 16;
-        info->code_bytes = 2 * attach::field_at<std::int64_t>(raw_, kObSizeOffset);
+        constexpr std::int64_t kMaxCodeUnits = std::int64_t{1} << 30;
+        auto code_units = attach::field_at<std::int64_t>(raw_, kObSizeOffset);
+        if (code_units < 0 || code_units > kMaxCodeUnits) return nullptr;
+        info->code_bytes = 2 * code_units;
     }
     return info;
 }

@@ -199,11 +199,16 @@ function sampleToHover(profile, width) {
   return best;
 }
 
+// A name as the page renders it: runs of white space (a tab or newline in a name) show as one space.
+function rendered(name) {
+  return name.replace(/[ \t\n\r]+/g, ' ');
+}
+
 // Hovering down the column of one sample in the time-order chart must name its frames, root first,
 // and nothing below its leaf.
 async function checkSampleDrawn(page, data, profile) {
   const sample = sampleToHover(profile, page.viewportSize().width);
-  const stack = profile.samples[sample.index].map((i) => data.shared.frames[i].name);
+  const stack = profile.samples[sample.index].map((i) => rendered(data.shared.frames[i].name));
   const where = `x=${sample.x.toFixed(1)} (sample ${sample.index + 1} of ${profile.samples.length})`;
   await page.mouse.move(0, 0);
   const baseline = (await bodyText(page)).trimEnd();

@@ -812,7 +812,8 @@ def test_errors(pysample, _python, tmp):
                                      "dump", "--pid", str(target.pid)], capture_output=True, text=True, timeout=30)
             print(result.stderr)
             check(result.returncode == 4, "permission denied: exit %d, expected 4" % result.returncode)
-            check("CAP_SYS_PTRACE" in result.stderr and "root" in result.stderr,
+            check(len(result.stderr.strip().splitlines()) == 1 and "CAP_SYS_PTRACE" in result.stderr and
+                  "root" in result.stderr and "kernel.yama.ptrace_scope" in result.stderr,
                   "permission denied: message does not say how to fix it: %r" % result.stderr)
         finally:
             target.kill()

@@ -37,7 +37,22 @@ TEST_CASE("separators inside names cannot break the folded format") {
     profile.add(profile.intern_thread({1, ""}), stack);
     std::ostringstream out;
     write_collapsed(profile, {}, out);
-    CHECK(out.str() == "f:g h (/a:b.py:1) 1\n");
+    CHECK(out.str() == "f:g\\x0ah (/a:b.py:1) 1\n");
+}
+
+TEST_CASE("collapsed output spells out control characters and line separators, and repairs UTF-8") {
+    Profile profile;
+    auto hostile = profile.intern(
+        {std::string("nul\0\x1b[31m\r\x0b\xc2\x85\xe2\x80\xa8\xed\xb3\xbf\xff", 20), "/tmp/\xf0\x9f\x94\xa5.py", 2});
+    std::vector<FrameId> stack{hostile};
+    profile.add(profile.intern_thread({1, "t\nx"}), stack);
+    WriteOptions options;
+    options.thread_roots = true;
+    std::ostringstream out;
+    write_collapsed(profile, options, out);
+    CHECK(out.str() ==
+          "thread 1 (t\\x0ax);nul\\x00\\x1b[31m\\x0d\\x0b\\x85\\u2028\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd "
+          "(/tmp/\xf0\x9f\x94\xa5.py:2) 1\n");
 }
 
 TEST_CASE("top functions rank by own samples and count recursion once in total") {

@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
 #include <numeric>
+#include <sstream>
 #include <vector>
 
+#include "exporters/exporters.hpp"
 #include "exporters/profile.hpp"
 
 using namespace pysample::exporters;
@@ -86,4 +88,32 @@ TEST_CASE("the profile's own storage grows by well under 100 bytes per distinct 
     CHECK(profile.distinct_stacks() == kStacks);
     // 32 bytes of record, 32 of frames, about 16 of index, and the slack of growing vectors.
     CHECK(profile.memory_bytes() < kStacks * 100);
+}
+
+TEST_CASE("collapsed output merges stacks that print the same: other threads, or lines left out") {
+    Profile profile;
+    FrameId main_at_1 = profile.intern({"main", "/app/x.py", 1, 1});
+    FrameId main_at_2 = profile.intern({"main", "/app/x.py", 2, 1});
+    FrameId work = profile.intern({"work", "/app/x.py", 9, 8});
+    auto first = profile.intern_thread({100, "MainThread"});
+    auto second = profile.intern_thread({101, "worker"});
+    profile.add(first, std::vector<FrameId>{main_at_1, work}, 2);
+    profile.add(second, std::vector<FrameId>{main_at_2, work}, 3);
+    profile.add(second, std::vector<FrameId>{main_at_1, work}, 4);
+    profile.add(first, std::vector<FrameId>{main_at_2}, 1);
+
+    std::ostringstream with_lines;
+    write_collapsed(profile, {}, with_lines);
+    CHECK(with_lines.str() ==
+          "main (/app/x.py:1);work (/app/x.py:9) 6\n"
+          "main (/app/x.py:2) 1\n"
+          "main (/app/x.py:2);work (/app/x.py:9) 3\n");
+
+    WriteOptions no_lines;
+    no_lines.line_numbers = false;
+    std::ostringstream without_lines;
+    write_collapsed(profile, no_lines, without_lines);
+    CHECK(without_lines.str() ==
+          "main (/app/x.py) 1\n"
+          "main (/app/x.py);work (/app/x.py) 9\n");
 }

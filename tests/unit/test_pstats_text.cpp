@@ -162,12 +162,12 @@ TEST_CASE("text output keeps hostile names on one valid UTF-8 row each") {
     profile.info.pid = 7;
     profile.info.command_line = "python3 \"a b\".py\n\xff";
     CHECK(text_output(profile, SortKey::Tottime) ==
-          "         1 samples in 0.250 seconds (pid 7: python3 \"a b\".py \xef\xbf\xbd)\n\n"
+          "         1 samples in 0.250 seconds (pid 7: python3 \"a b\".py\\x0a\xef\xbf\xbd)\n\n"
           "   Ordered by: internal time\n" +
               kTitle +
               "        1    0.250    0.250    0.250    0.250 {native}\n"
               "        1    0.000    0.000    0.250    0.250 /tmp/\xc3\xa9t\xc3\xa9/x.py:1(<module>)\n"
-              "        1    0.000    0.000    0.250    0.250 /tmp/\xc3\xa9t\xc3\xa9/x.py:2(it's \"q\" x)\n"
+              "        1    0.000    0.000    0.250    0.250 /tmp/\xc3\xa9t\xc3\xa9/x.py:2(it's \"q\"\\x0ax)\n"
               "        1    0.000    0.000    0.250    0.250 trunc\xef\xbf\xbd:6(bad\xef\xbf\xbd\xef\xbf\xbdname)\n"
               "\n\n");
 }

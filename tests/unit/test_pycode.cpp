@@ -142,3 +142,69 @@ TEST_CASE("an instruction offset belongs to a code object only within its byteco
     CHECK_FALSE(info.holds_offset(40));
     CHECK_FALSE(info.holds_offset(-4));
 }
+
+namespace {
+
+// A compact str of `kind` bytes per character (1: Latin-1, 2: UCS-2, 4: UCS-4), not ASCII.
+std::uint64_t compact_str(FakeObjects& objects, const std::vector<std::uint32_t>& code_points, unsigned kind) {
+    auto& object = objects.others.emplace_back(56 + code_points.size() * kind + kind);
+    FakeObjects::put(object, 16, static_cast<std::int64_t>(code_points.size()));
+    FakeObjects::put(object, 32, std::uint32_t{(kind << 2) | (1u << 5)});  // compact, not ascii
+    for (std::size_t i = 0; i < code_points.size(); ++i) {
+        std::memcpy(object.data() + 56 + i * kind, &code_points[i], kind);
+    }
+    return reinterpret_cast<std::uint64_t>(object.data());
+}
+
+// A Python 2 str: bytes, laid out like a bytes object.
+std::uint64_t byte_str(FakeObjects& objects, const std::string& text) {
+    return objects.bytes(std::vector<std::uint8_t>(text.begin(), text.end()));
+}
+
+}  // namespace
+
+TEST_CASE("lone surrogates become U+FFFD and characters past the BMP stay whole") {
+    FakeObjects objects;
+    objects.others.reserve(64);
+    attach::ProcessMemory memory(::getpid());
+    auto ucs2 = compact_str(objects, {'a', 0xDCFF, 'b', 0xD800}, 2);
+    CHECK(symbolize::read_unicode(memory, objects.layout, ucs2) ==
+          "a\xEF\xBF\xBD"
+          "b\xEF\xBF\xBD");
+    auto ucs4 = compact_str(objects, {0x1F525, 0xDC80, 'x'}, 4);
+    CHECK(symbolize::read_unicode(memory, objects.layout, ucs4) == "\xF0\x9F\x94\xA5\xEF\xBF\xBDx");
+}
+
+TEST_CASE("names and file names longer than 4096 characters are cut with a marker giving their length") {
+    FakeObjects objects;
+    objects.make_code("f", "/f.py", 1);
+    std::string huge(1'000'000, 'L');
+    FakeObjects::put(objects.code, 56, objects.ascii(huge));
+    FakeObjects::put(objects.code, 40, compact_str(objects, std::vector<std::uint32_t>(5000, 0xE9), 1));
+    attach::ProcessMemory memory(::getpid());
+    symbolize::CodeCache cache(memory, objects.layout, FakeObjects::kCodeType);
+    const auto* info = cache.lookup(objects.address());
+    REQUIRE(info != nullptr);
+    CHECK(info->function == std::string(4096, 'L') + "\xE2\x80\xA6[truncated, 1000000 characters]");
+    std::string e_acute_4096;
+    for (int i = 0; i < 4096; ++i) e_acute_4096 += "\xC3\xA9";
+    CHECK(info->filename == e_acute_4096 + "\xE2\x80\xA6[truncated, 5000 characters]");
+}
+
+TEST_CASE("Python 2 byte strings are read as UTF-8, invalid bytes replaced, long ones cut with a marker") {
+    FakeObjects objects;
+    objects.make_code("f", "/f.py", 1);
+    objects.layout.strings = symbolize::StringKind::Bytes;
+    objects.layout.qualname = -1;
+    FakeObjects::put(objects.code, 48,
+                     byte_str(objects, "bad\xFF\xFE\xED\xB3\xBF caf\xC3\xA9 \xF0\x9F\x94\xA5 end\xC3"));
+    FakeObjects::put(objects.code, 40, byte_str(objects, std::string(5000, 'F')));
+    attach::ProcessMemory memory(::getpid());
+    symbolize::CodeCache cache(memory, objects.layout, FakeObjects::kCodeType);
+    const auto* info = cache.lookup(objects.address());
+    REQUIRE(info != nullptr);
+    const std::string r = "\xEF\xBF\xBD";
+    CHECK(info->function == "bad" + r + r + r + r + r + " caf\xC3\xA9 \xF0\x9F\x94\xA5 end" + r);
+    CHECK(info->filename == std::string(4096, 'F') + "\xE2\x80\xA6[truncated, 5000 bytes]");
+    CHECK(symbolize::utf8_from_bytes("\xC0\x80 \xF4\x90\x80\x80 ok") == r + r + " " + r + r + r + r + " ok");
+}

@@ -13,6 +13,7 @@ enum class ErrorKind {
     NotPython,
     UnsupportedVersion,
     TargetExited,
+    OutputUnwritable,  // a profile cannot be written where it was asked for
     Other,
 };
 

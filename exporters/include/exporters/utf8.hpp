@@ -16,4 +16,9 @@ std::size_t decode_utf8(std::string_view text, std::size_t at, char32_t& code_po
 // `text` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD.
 std::string valid_utf8(std::string_view text);
 
+// `text` made safe to print as part of one line: valid UTF-8, with control characters spelled
+// "\xNN" and the line and paragraph separators U+2028 and U+2029 spelled "\u2028" and "\u2029",
+// so that a name from the target can neither end a line nor drive a terminal.
+std::string escape_control_characters(std::string_view text);
+
 }  // namespace pysample::exporters

@@ -12,6 +12,7 @@ enum ExitCode : int {
     kExitNotPython = 5,
     kExitUnsupportedVersion = 6,
     kExitTargetExited = 7,
+    kExitOutputUnwritable = 8,
 };
 
 // The whole command line tool; returns the process exit code (the child's in launch mode).

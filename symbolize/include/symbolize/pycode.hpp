@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -82,11 +83,15 @@ struct UnicodePrefix {
 std::optional<UnicodePrefix> read_unicode_prefix(attach::Memory& memory, const CodeObjectLayout& layout,
                                                  std::uint64_t address, std::size_t max_chars);
 
-// Appends a code point as UTF-8; U+FFFD for values beyond Unicode.
+// Appends a code point as UTF-8; U+FFFD for surrogates and values beyond Unicode.
 void append_utf8(std::string& out, std::uint32_t code_point);
 
+// `bytes` as well-formed UTF-8: each byte that is not part of a valid sequence becomes U+FFFD.
+std::string utf8_from_bytes(std::string_view bytes);
+
 // Reads a Python 2 str (PyStringObject) of the target, its bytes taken as UTF-8 (source files and
-// identifiers of Python 2 are ASCII or UTF-8); nullopt when its size is implausible.
+// identifiers of Python 2 are ASCII or UTF-8, and other bytes become U+FFFD); nullopt when its
+// size is implausible.
 std::optional<std::string> read_byte_string(attach::Memory& memory, const CodeObjectLayout& layout,
                                             std::uint64_t address, std::size_t max_chars = 4096);
 
