@@ -132,8 +132,8 @@ def record(pysample, pid, tmp, *extra, duration=3):
     return parse_collapsed(out), result
 
 
-def check_split(stacks, path):
-    """The 30/70 workload: exact call chains with the right lines, and the CPU split."""
+def check_split(stacks, path, share=True):
+    """The 30/70 workload: exact call chains with the right lines, and (with `share`) the CPU split."""
     m = markers("split.py")
     chains = {
         "work_30": [("<module>", path, m["callmain"]), ("main", path, m["call30"])],
@@ -163,9 +163,11 @@ def check_split(stacks, path):
     for name in counts:
         check(on_loop[name] >= 0.9 * counts[name], "%s: only %d of %d samples on its loop line %d" %
               (name, on_loop[name], counts[name], loop_line[name]))
-    share = counts["work_30"] / both
-    print("work_30 share: %.3f (%d of %d samples)" % (share, counts["work_30"], both))
-    check(0.20 <= share <= 0.40, "work_30 took %.1f%% of the samples, expected about 30%%" % (100 * share))
+    work_30_share = counts["work_30"] / both
+    print("work_30 share: %.3f (%d of %d samples)" % (work_30_share, counts["work_30"], both))
+    if share:
+        check(0.20 <= work_30_share <= 0.40,
+              "work_30 took %.1f%% of the samples, expected about 30%%" % (100 * work_30_share))
 
 
 def test_split(pysample, python, tmp, blocking=False):
@@ -185,7 +187,9 @@ def test_max_rate(pysample, python, tmp):
         started = time.monotonic()
         stacks, result = record(pysample, workload.pid, tmp, "--rate", "max", "--idle", "-v", duration=2)
         ended = time.monotonic()
-        check_split(stacks, workload.path)
+        # Wall-clock samples of a thread that the busy machine keeps descheduling: where its stalls fall
+        # decides the split, which test_split checks at a normal rate. Here the chains are the point.
+        check_split(stacks, workload.path, share=False)
     check("max rate asked" in result.stderr, "the summary does not say the maximum rate was asked")
     first = re.search(r"first sample at monotonic ([\d.]+) s", result.stderr)
     check(first and started < float(first.group(1)) < ended - 1.5,
