@@ -36,7 +36,8 @@ std::string_view next_field(std::string_view& text) {
 
 std::optional<MapEntry> parse_line(std::string_view line) {
     MapEntry entry;
-    if (!parse_hex(line, entry.start) || !expect(line, '-') || !parse_hex(line, entry.end) || !expect(line, ' ')) {
+    if (!parse_hex(line, entry.start) || !expect(line, '-') || !parse_hex(line, entry.end) || !expect(line, ' ') ||
+        entry.end <= entry.start) {
         return std::nullopt;
     }
     entry.perms = std::string(next_field(line));

@@ -185,42 +185,7 @@ void PageCache::make_plan() {
     }
 }
 
-void PageCache::recheck_after_batch(std::vector<std::uint64_t> addresses) {
-    std::sort(addresses.begin(), addresses.end());
-    addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
-    recheck_ = std::move(addresses);
-    // Words close together are read as one range: fewer ranges cost less than fewer bytes.
-    recheck_ranges_.clear();
-    std::size_t offset = 0;
-    for (std::size_t i = 0; i < recheck_.size();) {
-        std::size_t j = i + 1;
-        while (j < recheck_.size() && recheck_[j] + 8 - recheck_[i] <= kPageSize) ++j;
-        recheck_ranges_.emplace_back(recheck_[i], offset);
-        offset += recheck_[j - 1] + 8 - recheck_[i];
-        i = j;
-    }
-    recheck_bytes_.assign(offset, 0);
-    recheck_ok_.assign(recheck_ranges_.size(), false);
-}
-
-std::optional<std::uint64_t> PageCache::rechecked(std::uint64_t address) const {
-    auto it = std::upper_bound(recheck_ranges_.begin(), recheck_ranges_.end(), address,
-                               [](std::uint64_t addr, const auto& range) { return addr < range.first; });
-    if (it == recheck_ranges_.begin()) return std::nullopt;
-    --it;
-    std::size_t index = static_cast<std::size_t>(it - recheck_ranges_.begin());
-    std::size_t end = index + 1 < recheck_ranges_.size() ? recheck_ranges_[index + 1].second : recheck_bytes_.size();
-    std::size_t at = it->second + (address - it->first);
-    if (!recheck_ok_[index] || at + 8 > end || !std::binary_search(recheck_.begin(), recheck_.end(), address)) {
-        return std::nullopt;
-    }
-    std::uint64_t value = 0;
-    std::memcpy(&value, recheck_bytes_.data() + at, sizeof(value));
-    return value;
-}
-
 std::size_t PageCache::prefetch() {
-    std::fill(recheck_ok_.begin(), recheck_ok_.end(), false);
     if (plan_.empty()) return 0;
     requests_.clear();
     std::size_t index = pages_held_;
@@ -230,11 +195,6 @@ std::size_t PageCache::prefetch() {
         index += count;
     }
     std::size_t runs = requests_.size();
-    for (std::size_t i = 0; i < recheck_ranges_.size(); ++i) {
-        std::size_t end = i + 1 < recheck_ranges_.size() ? recheck_ranges_[i + 1].second : recheck_bytes_.size();
-        requests_.push_back({recheck_ranges_[i].first, recheck_bytes_.data() + recheck_ranges_[i].second,
-                             end - recheck_ranges_[i].second});
-    }
     // A run that fails (a thread exited and its memory went) leaves its pages to be read on demand.
     backing_.read_many(requests_);
     for (std::size_t i = 0; i < runs; ++i) {
@@ -248,7 +208,6 @@ std::size_t PageCache::prefetch() {
             }
         }
     }
-    for (std::size_t i = runs; i < requests_.size(); ++i) recheck_ok_[i - runs] = requests_[i].done;
     pages_held_ = index;
     return runs;
 }

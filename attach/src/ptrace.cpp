@@ -28,15 +28,18 @@ ThreadSuspender::ThreadSuspender(pid_t pid) : pid_(pid) {
 
 ThreadSuspender::~ThreadSuspender() { detach_all(); }
 
-void ThreadSuspender::seize_new_threads() {
+bool ThreadSuspender::seize_new_threads() {
+    bool seized = false;
     for (pid_t tid : list_threads(pid_)) {
         if (tracees_.count(tid) != 0) continue;
         if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) == 0) {
             tracees_.emplace(tid, Tracee{});
+            seized = true;
         } else {
             spdlog::debug("PTRACE_SEIZE of thread {} of process {} failed: {}", tid, pid_, std::strerror(errno));
         }
     }
+    return seized;
 }
 
 void ThreadSuspender::forget(pid_t tid, int status) {
@@ -74,16 +77,24 @@ bool ThreadSuspender::wait_for_interrupt_stop(pid_t tid, Tracee& tracee) {
 }
 
 // The pause is timed from the first interrupt: listing and seizing new threads stops nobody.
+// A thread started after the listing, before the thread starting it stopped, would run on while
+// the others are read: the threads are listed again until no new one appears (a stopped thread
+// starts none; a few rounds are enough for threads that start threads as they start).
 bool ThreadSuspender::pause() {
+    constexpr int kMaxRounds = 8;
     seize_new_threads();
     pause_start_ = std::chrono::steady_clock::now();
     std::vector<pid_t> interrupted;
-    for (auto& [tid, tracee] : tracees_) {
-        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) interrupted.push_back(tid);
-    }
-    for (pid_t tid : interrupted) {
-        auto it = tracees_.find(tid);
-        if (it != tracees_.end()) wait_for_interrupt_stop(tid, it->second);
+    for (int round = 0; round < kMaxRounds; ++round) {
+        interrupted.clear();
+        for (auto& [tid, tracee] : tracees_) {
+            if (!tracee.stopped && ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) interrupted.push_back(tid);
+        }
+        for (pid_t tid : interrupted) {
+            auto it = tracees_.find(tid);
+            if (it != tracees_.end()) wait_for_interrupt_stop(tid, it->second);
+        }
+        if (!seize_new_threads()) break;
     }
     paused_ = true;
     return !tracees_.empty();
@@ -118,6 +129,25 @@ void ThreadSuspender::resume_thread(pid_t tid) {
     it->second.stopped = false;
     it->second.pending_signal = 0;
     last_pause_ = std::chrono::steady_clock::now() - pause_start_;
+}
+
+void ThreadSuspender::serve_stops() {
+    for (auto it = tracees_.begin(); it != tracees_.end();) {
+        pid_t tid = it->first;
+        Tracee& tracee = it->second;
+        ++it;
+        int status = 0;
+        if (tracee.stopped || ::waitpid(tid, &status, WNOHANG | __WALL) != tid) continue;
+        if (WIFEXITED(status) || WIFSIGNALED(status)) {
+            forget(tid, status);
+        } else if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(status) != SIGTRAP) {
+            // A group-stop (the process got SIGSTOP or the like): the thread stays stopped with it.
+            ::ptrace(PTRACE_LISTEN, tid, nullptr, nullptr);
+        } else if (WIFSTOPPED(status)) {
+            int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
+            ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+        }
+    }
 }
 
 void ThreadSuspender::detach_all() noexcept {

@@ -43,6 +43,7 @@ struct PythonLayout {
     int64_t frame_code;
     int64_t frame_lasti;
     int64_t frame_localsplus;
+    int64_t frame_executing;  // f_executing (3.6 to 3.9), f_state (3.10): whether the frame is on a stack
 
     // _PyInterpreterFrame (3.11+)
     int64_t iframe_size;

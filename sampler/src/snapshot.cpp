@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace pysample::sampler {
 
@@ -22,9 +23,11 @@ Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode nativ
 
 Snapshotter::~Snapshotter() {
     std::string runs;
-    for (const auto& [first, pages] : pages_.plan()) runs += fmt::format(" {:#x}+{}", first, pages);
-    spdlog::debug("pid {}: {} samples read in one batch, {} read stack by stack; last batch:{}", process_.pid(),
-                  stats_.single_reads, stats_.reread, runs);
+    for (const auto& [first, bytes] : pages_.plan()) runs += fmt::format(" {:#x}+{}", first, bytes);
+    spdlog::debug(
+        "pid {}: {} samples read in one batch, {} needed pages outside it; {} stacks read again; last "
+        "batch:{}",
+        process_.pid(), stats_.single_reads, stats_.partial_reads, stats_.reread, runs);
 }
 
 // The name a Python program gave a thread (threading.Thread(name=...)) wins over the kernel's:
@@ -47,53 +50,28 @@ const std::string& Snapshotter::thread_name(pid_t tid) {
     return it->second;
 }
 
-namespace {
-
-// Two walks (innermost first) agree when, from the root up to the depth of the shorter one, they
-// saw the same code in every frame and the same line in every frame that is a caller in both.
-// Above that the stacks may differ: the thread runs on, and a leaf called very often (a sort key,
-// deep recursion) comes and goes between any two reads. A caller read before a call or return and
-// its callee read after it shows up as a caller line that the other walk contradicts.
-bool same_callers(const std::vector<PyFrame>& a, const std::vector<PyFrame>& b) {
-    std::size_t shorter = std::min(a.size(), b.size());
-    std::size_t a_root = a.size() - 1;
-    std::size_t b_root = b.size() - 1;
-    for (std::size_t depth = 0; depth < shorter; ++depth) {
-        const PyFrame& x = a[a_root - depth];
-        const PyFrame& y = b[b_root - depth];
-        bool caller_in_both = depth + 1 < shorter;
-        if (x.code != y.code || (caller_in_both && x.line != y.line)) return false;
-    }
-    return true;
-}
-
-constexpr int kMaxWalks = 4;
-
-}  // namespace
-
-WalkResult Snapshotter::walk(ThreadStateRef thread, std::vector<PyFrame>& frames) {
-    pages_.refresh();
-    if (auto refreshed = walker_.refresh_top_frame(thread); refreshed != WalkResult::Ok) return refreshed;
-    return walker_.frames(thread, frames);
-}
-
-// Without stopping the thread, a walk can combine a caller read before a call or return with a
-// callee read after it. Reading the stack again and keeping it only when both reads agree rejects
-// such mixtures instead of reporting call chains that never existed.
-WalkResult Snapshotter::walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames) {
-    WalkResult result = walk(thread, previous_walk_);
-    for (int attempt = 1; attempt < kMaxWalks; ++attempt) {
-        WalkResult again = walk(thread, frames);
-        if (result == WalkResult::Ok && again == WalkResult::Ok &&
-            (frames.empty() || previous_walk_.empty() ? frames.size() == previous_walk_.size()
-                                                      : same_callers(previous_walk_, frames))) {
-            return WalkResult::Ok;
-        }
-        result = again;
-        std::swap(previous_walk_, frames);
-    }
-    frames.clear();
-    return result == WalkResult::Ok ? WalkResult::Torn : result;
+// Without stopping the thread, its stack is read as it runs, each range at its own instant. The
+// batch copies a thread's state and its frames one after another (see RangeCache); the walk
+// rejects what cannot be a stack (a frame that is not one, a cycle, a generator cut from its
+// caller, a returned frame under another), and what is left is kept as read, whatever the stack
+// looks like: keeping only stacks that held still while they were copied would drop the short
+// calls, a bias no profile can afford. A walk that fails, or ends elsewhere than the thread's
+// known outermost frame, is read once more, from a fresh copy of what it read (one system call).
+// A second walk that ends elsewhere too is rejected, and its end becomes the thread's known
+// outermost frame: the thread may have moved on to another one.
+WalkResult Snapshotter::walk_running(const ThreadStateRef& listed, std::vector<PyFrame>& frames) {
+    ThreadStateRef thread = listed;
+    pages_.begin_group();
+    WalkResult result = walker_.refresh_top_frame(thread);
+    if (result == WalkResult::Ok) result = walker_.frames(thread, frames);
+    if (result == WalkResult::Ok && reaches_known_base(thread, frames)) return result;
+    ++stats_.reread;
+    pages_.reread_group();
+    result = walker_.refresh_top_frame(thread);
+    if (result == WalkResult::Ok) result = walker_.frames(thread, frames);
+    if (result != WalkResult::Ok || reaches_known_base(thread, frames)) return result;
+    bases_[thread.address] = frames.back().address;
+    return WalkResult::Torn;
 }
 
 // Before 3.11 a thread state records only the pthread id; the kernel tid is found through it and
@@ -141,6 +119,8 @@ void Snapshotter::merge_native_stacks(std::vector<ThreadSnapshot>& snapshots) {
     for (std::size_t i = 0; i < snapshots.size(); ++i) {
         auto& snap = snapshots[i];
         if (!snap.walked || snap.result != WalkResult::Ok) continue;
+        // A thread state whose thread has not started yet (no kernel tid) has nothing to merge.
+        if (snap.frames.empty() && !captures_[i].ok) continue;
         snap.native = native_->merge(captures_[i], eval_calls_[i], snap.frames);
         // The scheduler state was read before the thread stopped: it may have gone to wait since.
         if (snap.native == MergeResult::Merged && waits_in_native_call(captures_[i], snap.frames)) snap.idle = true;
@@ -152,6 +132,7 @@ Snapshotter::Outcome Snapshotter::take(std::vector<ThreadSnapshot>& out, bool wa
     codes_.new_sample();
     code_pages_.clear();
     if (native_) native_->begin_sample();
+    if (stop_each_thread_) suspender_->serve_stops();
     if (!list_threads_if_due(false)) {
         out.clear();
         return Outcome::ProcessGone;
@@ -177,121 +158,57 @@ Snapshotter::Outcome Snapshotter::take_stopped(std::vector<ThreadSnapshot>& out,
         if (!pause.ok()) return Outcome::ProcessGone;
         pages_.clear();
         pages_.prefetch();
-        outcome = read_threads(out, walk_idle, Consistency::Stopped);
+        outcome = read_threads(out, walk_idle, true);
         if (inspect_ && !out.empty()) inspect_(out);
     }
     if (!stop_each_thread_) count_pause(suspender_->last_pause_duration());
     return outcome;
 }
 
-// Without stopping the program, a sample is kept as it is when a single batched read held every
-// page its walk needed (the previous sample's pages, copied thread states first, by one system
-// call) and each walked thread's innermost-frame pointer, read again at the end of that call, had
-// not changed. Otherwise (new threads, a deeper stack, a call or return during the copy, a torn
-// stack) the batch is tried again, with the new pages; after that each stack is read twice and
-// kept only when both reads agree.
+// Without stopping the program: one batched copy of the previous sample's pages, then whatever
+// else the walks need. A thread starting or exiting while the thread list is read can tear the
+// list: it is read again, from fresh copies.
 Snapshotter::Outcome Snapshotter::take_running(std::vector<ThreadSnapshot>& out, bool walk_idle) {
-    constexpr int kBatches = 3;
-    for (int attempt = 0; attempt < kBatches; ++attempt) {
-        pages_.clear();
-        pages_.prefetch();
-        bool last = attempt + 1 == kBatches;
-        Outcome outcome = read_threads(out, walk_idle, last ? Consistency::LastBatch : Consistency::OneBatch);
-        update_rechecks(out);
-        if (batch_complete_ && (outcome == Outcome::Ok || last)) {
-            ++stats_.single_reads;
-            if (inspect_ && !out.empty()) inspect_(out);
-            return outcome;
-        }
+    constexpr int kListAttempts = 3;
+    pages_.clear();
+    pages_.prefetch();
+    Outcome outcome = Outcome::Failed;
+    for (int attempt = 0; attempt < kListAttempts; ++attempt) {
+        if (attempt > 0) pages_.refresh();
+        outcome = read_threads(out, walk_idle, attempt + 1 == kListAttempts);
+        if (!list_failed_) break;
     }
-    ++stats_.reread;
-    pages_.refresh();
-    Outcome outcome = read_threads(out, walk_idle, Consistency::ReadTwice);
+    ++(pages_.misses() == 0 ? stats_.single_reads : stats_.partial_reads);
     if (inspect_ && !out.empty()) inspect_(out);
     return outcome;
 }
 
-// The next batch rereads, for each walked thread, the words that fixed its stack's shape.
-void Snapshotter::update_rechecks(const std::vector<ThreadSnapshot>& out) {
-    fields_.clear();
-    for (std::size_t i = 0; i < out.size() && i < threads_.size(); ++i) {
-        if (out[i].walked) add_shape_words(threads_[i], out[i].frames, fields_);
-    }
-    std::sort(fields_.begin(), fields_.end());
-    if (fields_ != rechecked_fields_) {
-        rechecked_fields_ = fields_;
-        pages_.recheck_after_batch(fields_);
-    }
-}
-
-// The words a walk read that a call, return, yield or resume during the copy would change:
-// - the thread state's frame pointer, and in 3.11/3.12 the _PyCFrame's, which another C-level
-//   evaluation call (a generator resumed from C) replaces and whose slot keeps its stale value;
-// - the innermost frame's code object: a return followed by another call from the same caller
-//   reuses the frame's slot in the data stack, leaving every frame pointer as it was;
-// - the caller's position (f_lasti, or the instruction pointer from 3.11): a caller that moved on
-//   and came back to the same callee (a generator resumed by its for loop) changes nothing else.
-void Snapshotter::add_shape_words(const ThreadStateRef& thread, const std::vector<PyFrame>& frames,
-                                  std::vector<std::uint64_t>& words) const {
-    const auto& layout = process_.layout();
-    auto field = [](std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); };
-    bool interpreter_frames = layout.iframe_size > 0;
-    words.push_back(field(thread.address, layout.tstate_frame));
-    if (thread.top_frame_field != 0 && thread.top_frame_field != words.back()) words.push_back(thread.top_frame_field);
-    std::int64_t code = interpreter_frames ? layout.iframe_code : layout.frame_code;
-    if (!frames.empty() && frames[0].native == nullptr && frames[0].address != 0 && code >= 0) {
-        words.push_back(field(frames[0].address, code));
-    }
-    std::int64_t position = interpreter_frames ? layout.iframe_instr : layout.frame_lasti;
-    if (frames.size() >= 2 && frames[1].native == nullptr && frames[1].address != 0 && position >= 0) {
-        words.push_back(field(frames[1].address, position));
-    }
-}
-
-// Whether each word that fixed the thread's stack, as the batch copied it, still held its value
-// when the batch ended.
-bool Snapshotter::shape_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) {
-    shape_words_.clear();
-    add_shape_words(thread, frames, shape_words_);
-    for (std::uint64_t address : shape_words_) {
-        std::uint64_t in_batch = 0;
-        auto again = pages_.rechecked(address);
-        if (!again || !pages_.read_value(address, in_batch) || in_batch != *again) return false;
-    }
-    return true;
-}
-
-// A stack read without stopping the thread may end early: a generator that has just yielded has
-// no caller, and a caller read after a return may link elsewhere. A thread's outermost frame (its
-// module or thread bootstrap frame) stays put while it runs, so a walk that ends at another frame
-// than the thread's last one is read again before it is believed.
+// A thread's outermost frame (its module or thread bootstrap frame) stays put while it runs. A
+// thread seen for the first time has none known yet.
 bool Snapshotter::reaches_known_base(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) const {
     if (frames.empty()) return true;
     auto it = bases_.find(thread.address);
-    return it != bases_.end() && it->second == frames.back().address;
+    return it == bases_.end() || it->second == frames.back().address;
 }
 
-Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle,
-                                               Consistency consistency) {
-    bool batched = consistency == Consistency::OneBatch || consistency == Consistency::LastBatch;
-    batch_complete_ = batched;
+Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle, bool last_attempt) {
+    list_failed_ = false;
     // The interpreter's address changes only at start-up and exit: it is read a few times a second,
     // and again whenever a sample fails.
     auto now = std::chrono::steady_clock::now();
-    if (interp_ == 0 || consistency == Consistency::ReadTwice || now - interp_read_at_ > kInterpreterRecheck) {
+    if (interp_ == 0 || now - interp_read_at_ > kInterpreterRecheck) {
         interp_ = process_.interpreter_head(pages_);
         interp_read_at_ = now;
     }
     if (interp_ == 0) {  // runtime not initialised yet, or finalised
         out.clear();
-        batch_complete_ = batched && pages_.misses() == 0;
         return Outcome::Ok;
     }
     if (auto result = walker_.threads(interp_, threads_); result != WalkResult::Ok) {
         out.clear();
         interp_ = 0;
-        batch_complete_ = false;
-        if (consistency != Consistency::OneBatch) {
+        list_failed_ = true;
+        if (last_attempt) {
             ++stats_.rejected;
             ++stats_.reasons[result];
             spdlog::debug("pid {}: thread list unreadable: {}", process_.pid(), describe(result));
@@ -324,21 +241,12 @@ Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out,
         snap.holds_gil = gil_holder != 0 && threads_[i].address == gil_holder;
         if (!snap.idle || walk_idle || snap.holds_gil) {
             snap.walked = true;
-            snap.result = read_thread(i, tid, snap.frames, consistency);
-            if (batched && !shape_held(threads_[i], snap.frames)) batch_complete_ = false;
+            snap.result = read_thread(i, tid, snap.frames);
             if (snap.result != WalkResult::Ok) {
                 any_failed = true;
                 snap.frames.clear();
-            } else if (batched && !reaches_known_base(threads_[i], snap.frames)) {
-                batch_complete_ = false;
             }
         }
-    }
-    // A batched attempt that needed pages outside its batch, or found a torn stack, is tried again;
-    // its stacks are not counted.
-    if (pages_.misses() != 0) batch_complete_ = false;
-    if (batched && (!batch_complete_ || (any_failed && consistency == Consistency::OneBatch))) {
-        return any_failed ? Outcome::Failed : Outcome::Ok;
     }
     if (any_failed) interp_ = 0;
     if (bases_.size() > kMaxRememberedThreads) bases_.clear();
@@ -356,22 +264,33 @@ Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out,
     return any_failed ? Outcome::Failed : Outcome::Ok;
 }
 
-WalkResult Snapshotter::read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames,
-                                    Consistency consistency) {
+// Threads held stopped are read as they are; threads that run are read as walk_running() says.
+WalkResult Snapshotter::read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames) {
     const auto& thread = threads_[index];
-    if (!native_) {
-        return consistency == Consistency::ReadTwice ? walk_consistent(thread, frames) : walker_.frames(thread, frames);
-    }
+    bool all_stopped = suspender_ && !stop_each_thread_;
+    if (!native_) return all_stopped ? walker_.frames(thread, frames) : walk_running(thread, frames);
     captures_[index].ok = false;
     if (!stop_each_thread_) {
         if (tid != 0) native_->capture(tid, captures_[index]);
         return walker_.frames(thread, frames, &eval_calls_[index]);
     }
-    if (tid == 0 || !suspender_->pause_thread(tid)) return walk_consistent(thread, frames);
+    if (tid == 0 || !suspender_->pause_thread(tid)) return walk_running(thread, frames);
     // What was read before the thread stopped may be stale: its frame pointer and cached pages.
     pages_.refresh();
     ThreadStateRef stopped = thread;
     WalkResult result = walker_.refresh_top_frame(stopped);
+    // The thread that was stopped may be on its way out, its thread state already freed and taken
+    // by a new thread, which runs on: the state must still name the ids the tid was found from.
+    const auto& layout = process_.layout();
+    auto same_id = [&](std::int64_t offset, std::uint64_t listed) {
+        std::uint64_t now = 0;
+        return offset < 0 ||
+               (pages_.read_value(thread.address + static_cast<std::uint64_t>(offset), now) && now == listed);
+    };
+    if (result == WalkResult::Ok && !(same_id(layout.tstate_thread_id, thread.thread_id) &&
+                                      same_id(layout.tstate_native_thread_id, thread.native_id))) {
+        result = WalkResult::Torn;
+    }
     if (result == WalkResult::Ok) result = walker_.frames(stopped, frames, &eval_calls_[index]);
     native_->capture(tid, captures_[index]);
     suspender_->resume_thread(tid);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "attach/ptrace.hpp"
+#include "attach/range_cache.hpp"
 #include "attach/threads.hpp"
 #include "gil.hpp"
 #include "native_stack.hpp"
@@ -35,8 +36,9 @@ struct SnapshotStats {
     std::uint64_t thread_stacks = 0;  // stacks walked
     std::uint64_t rejected = 0;       // stacks not read whole (failed read, torn chain)
     std::map<WalkResult, std::uint64_t> reasons;
-    std::uint64_t single_reads = 0;  // unstopped samples copied whole in one batched read
-    std::uint64_t reread = 0;        // unstopped samples that needed the stack-by-stack check
+    std::uint64_t single_reads = 0;   // unstopped samples copied whole in one batched read
+    std::uint64_t partial_reads = 0;  // unstopped samples that needed pages outside the batch
+    std::uint64_t reread = 0;         // unstopped walks read again: failed, or ended off the thread's base
 };
 
 class Snapshotter {
@@ -74,31 +76,22 @@ public:
     bool stops_each_thread() const { return stop_each_thread_; }
 
 private:
-    // How a walk's stacks are known to be consistent: the threads were stopped; one batched read
-    // (another attempt follows if not); the last batched attempt, kept as it is unless it needed
-    // pages outside its batch; each stack read twice.
-    enum class Consistency { Stopped, OneBatch, LastBatch, ReadTwice };
     Outcome take_stopped(std::vector<ThreadSnapshot>& out, bool walk_idle);
     Outcome take_running(std::vector<ThreadSnapshot>& out, bool walk_idle);
-    Outcome read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle, Consistency consistency);
+    Outcome read_threads(std::vector<ThreadSnapshot>& out, bool walk_idle, bool last_attempt);
     bool list_threads_if_due(bool force);
-    void update_rechecks(const std::vector<ThreadSnapshot>& out);
-    void add_shape_words(const ThreadStateRef& thread, const std::vector<PyFrame>& frames,
-                         std::vector<std::uint64_t>& words) const;
-    bool shape_held(const ThreadStateRef& thread, const std::vector<PyFrame>& frames);
     bool reaches_known_base(const ThreadStateRef& thread, const std::vector<PyFrame>& frames) const;
     char scheduler_state(pid_t tid);
     const std::string& thread_name(pid_t tid);
     void name_python_threads(std::uint64_t interp, std::vector<ThreadSnapshot>& snapshots);
     pid_t kernel_tid(const ThreadStateRef& thread);
-    WalkResult walk(ThreadStateRef thread, std::vector<PyFrame>& frames);
-    WalkResult walk_consistent(ThreadStateRef thread, std::vector<PyFrame>& frames);
+    WalkResult walk_running(const ThreadStateRef& listed, std::vector<PyFrame>& frames);
     void merge_native_stacks(std::vector<ThreadSnapshot>& snapshots);
-    WalkResult read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames, Consistency consistency);
+    WalkResult read_thread(std::size_t index, pid_t tid, std::vector<PyFrame>& frames);
     void count_pause(std::chrono::nanoseconds duration);
 
     PythonProcess& process_;
-    attach::PageCache pages_;
+    attach::RangeCache pages_;
     // Code objects are read apart from the batch: one referenced by a frame cannot change while it
     // is, so reading it later does not tear the stack, and its pages stay out of the batch.
     attach::PageCache code_pages_;
@@ -113,10 +106,7 @@ private:
     std::chrono::steady_clock::time_point listed_at_{};
     std::vector<std::pair<pid_t, char>> sample_states_;  // scheduler states read for this sample (few threads)
     bool read_gil_ = true;
-    bool batch_complete_ = false;  // the last batched walk needed nothing outside its batch
-    std::vector<std::uint64_t> fields_;
-    std::vector<std::uint64_t> rechecked_fields_;
-    std::vector<std::uint64_t> shape_words_;
+    bool list_failed_ = false;  // the last read_threads() could not read the thread list
     static constexpr std::size_t kCodePages = 64;
     static constexpr auto kInterpreterRecheck = std::chrono::milliseconds(100);
     static constexpr std::size_t kMaxRememberedThreads = 4096;
@@ -127,7 +117,6 @@ private:
     std::vector<std::uint64_t> idents_;
     std::map<std::uint64_t, pid_t> tids_by_pthread_;  // before 3.11, where thread states lack the tid
     std::vector<ThreadStateRef> threads_;
-    std::vector<PyFrame> previous_walk_;
     std::unique_ptr<NativeStacks> native_;
     std::vector<NativeCapture> captures_;
     std::vector<EvalCalls> eval_calls_;

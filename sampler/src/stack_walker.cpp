@@ -108,20 +108,47 @@ WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame
 WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls) {
     CycleGuard cycles;
     std::int64_t lasti_scale = (major_ == 3 && minor_ >= 10) ? 2 : 1;
-    std::size_t needed =
-        static_cast<std::size_t>(std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti}) + 8);
+    std::int64_t refcount_offset = layout_.object_type - 8;  // ob_refcnt comes just before ob_type
+    // What tells a generator's frame from a thread's first one, which also has no f_back: 3.6 to
+    // 3.10 point f_gen (just before f_lasti) at the generator; 2.7 sets f_stacktop (after f_back,
+    // f_code, f_builtins, f_globals, f_locals and f_valuestack) only in a suspended frame.
+    std::int64_t suspended_offset = major_ == 2 ? layout_.frame_code + 40 : layout_.frame_lasti - 8;
+    std::size_t needed = static_cast<std::size_t>(
+        std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti, layout_.frame_executing}) + 8);
     buffer_.resize(needed);
     while (frame != 0) {
         if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
         if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
-        const auto* code = codes_.lookup(attach::field_at<std::uint64_t>(buffer_, layout_.frame_code));
+        std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.frame_code);
+        // A frame that has returned (no longer executing, or freed: no reference left) keeps its
+        // fields until it is reused. The innermost one may have returned after the thread state
+        // was read: it still names the function that ran then, and its caller. Any other, or one
+        // without a caller (a finished generator's), means a torn read; a freed frame on the free
+        // list links the next one, freed too, by f_back.
+        bool returned = (refcount_offset >= 0 && attach::field_at<std::int64_t>(buffer_, refcount_offset) <= 0) ||
+                        !executing(buffer_);
+        if (returned && (!out.empty() || attach::field_at<std::uint64_t>(buffer_, layout_.frame_back) == 0)) {
+            return WalkResult::Torn;
+        }
+        const auto* code = codes_.lookup(code_address);
         if (code == nullptr) return WalkResult::NotCode;
         std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
         out.push_back({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale), nullptr, frame});
         if (calls != nullptr) calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
         frame = attach::field_at<std::uint64_t>(buffer_, layout_.frame_back);
+        // A generator's frame runs under the frame that resumed it and loses that link when it
+        // yields: one that ends the chain was read after a yield, and its callees before.
+        if (frame == 0 && attach::field_at<std::uint64_t>(buffer_, suspended_offset) != 0) return WalkResult::Torn;
     }
     return WalkResult::Ok;
+}
+
+// 3.6 to 3.9 set f_executing while a frame runs; 3.10's f_state is FRAME_EXECUTING (0), or
+// FRAME_UNWINDING (2) while an exception leaves it. 2.7 says nothing: every frame passes.
+bool StackWalker::executing(const std::vector<std::uint8_t>& frame) const {
+    if (layout_.frame_executing < 0) return true;
+    auto state = attach::field_at<std::int8_t>(frame, layout_.frame_executing);
+    return major_ == 3 && minor_ >= 10 ? state == 0 || state == 2 : state != 0;
 }
 
 bool StackWalker::is_interpreter_plumbing(std::int64_t owner) const {
@@ -160,6 +187,9 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
             frame = previous;
             continue;
         }
+        // A running generator's frame links to the one that resumed it, and loses the link when
+        // it yields: a generator frame without one was read after a yield, its callees before.
+        if (owner == layout_.owner_generator && previous == 0) return WalkResult::Torn;
         const auto* code = codes_.lookup(code_address);
         if (code == nullptr) return WalkResult::NotCode;
         std::uint64_t instr = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_instr);

@@ -78,9 +78,10 @@ void ElfFile::parse() {
         std::memcpy(&raw[i], data_ + header.e_shoff + i * sizeof(Elf64_Shdr), sizeof(Elf64_Shdr));
     }
     const Elf64_Shdr* names = header.e_shstrndx < raw.size() ? &raw[header.e_shstrndx] : nullptr;
+    if (names != nullptr && !in_file(names->sh_offset, names->sh_size, 1)) names = nullptr;
     for (const auto& sh : raw) {
         Section section{{}, sh.sh_addr, sh.sh_offset, sh.sh_size, sh.sh_type, sh.sh_link};
-        if (names != nullptr && sh.sh_name < names->sh_size && names->sh_offset + names->sh_size <= size_) {
+        if (names != nullptr && sh.sh_name < names->sh_size) {
             const char* start = reinterpret_cast<const char*>(data_ + names->sh_offset + sh.sh_name);
             section.name.assign(start, ::strnlen(start, names->sh_size - sh.sh_name));
         }
@@ -143,9 +144,9 @@ std::optional<std::uint64_t> ElfFile::dynamic_symbol(std::string_view name) cons
     for (;; ++index) {
         std::uint32_t chain_hash = 0;
         if (!word(chain_base + (index - first_symbol), chain_hash)) return std::nullopt;
-        if ((chain_hash | 1) == (h | 1) && (index + 1) * sizeof(Elf64_Sym) <= symbols.size()) {
+        if ((chain_hash | 1) == (h | 1) && (std::size_t{index} + 1) * sizeof(Elf64_Sym) <= symbols.size()) {
             Elf64_Sym sym;
-            std::memcpy(&sym, symbols.data() + index * sizeof(Elf64_Sym), sizeof(sym));
+            std::memcpy(&sym, symbols.data() + std::size_t{index} * sizeof(Elf64_Sym), sizeof(sym));
             if (sym.st_name < strings.size()) {
                 const char* text = reinterpret_cast<const char*>(strings.data() + sym.st_name);
                 if (std::string_view(text, ::strnlen(text, strings.size() - sym.st_name)) == name &&

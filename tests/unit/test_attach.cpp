@@ -9,6 +9,7 @@
 
 #include "attach/maps.hpp"
 #include "attach/memory.hpp"
+#include "attach/range_cache.hpp"
 #include "attach/threads.hpp"
 
 using namespace pysample::attach;
@@ -32,6 +33,16 @@ TEST_CASE("maps lines are parsed with permissions, offsets and paths with spaces
     CHECK(maps[3].path == "[stack]");
     CHECK(first_mapping_of(maps, "/usr/bin/python3.11") == &maps[0]);
     CHECK(first_mapping_of(maps, "/nope") == nullptr);
+}
+
+TEST_CASE("maps lines whose range is empty or backwards are skipped") {
+    // A [vdso] line taken as ending before it starts would size its image copy from a wrapped length.
+    auto maps = parse_maps(
+        "7f0000002000-7f0000001000 r-xp 00000000 00:00 0 [vdso]\n"
+        "7f0000003000-7f0000003000 r--p 00000000 00:00 0 /empty\n"
+        "7f0000004000-7f0000005000 r--p 00000000 00:00 0 /ok\n");
+    REQUIRE(maps.size() == 1);
+    CHECK(maps[0].path == "/ok");
 }
 
 TEST_CASE("process memory reads this process, singly and batched, and reports failures") {
@@ -78,7 +89,7 @@ TEST_CASE("page cache returns the same bytes as direct reads, across page bounda
     CHECK(byte == 1);
 }
 
-TEST_CASE("page cache prefetches the last sample's pages in one batch and rechecks words at its end") {
+TEST_CASE("page cache prefetches the last sample's pages in one batch") {
     ProcessMemory memory(::getpid());
     PageCache cache(memory);
     // Each read region sits in the middle of its own 64 KiB block, so no two read pages touch.
@@ -103,20 +114,93 @@ TEST_CASE("page cache prefetches the last sample's pages in one batch and rechec
 
     a[kMiddle + 1500] = 77;
     b[kMiddle] = 88;
-    cache.recheck_after_batch({address(b, 1), address(c, 0)});
-    b[kMiddle + 1] = 99;
     CHECK(cache.prefetch() == 2);
     REQUIRE(cache.read_value(address(a, 1500), value));
     CHECK(value == 77);
     REQUIRE(cache.read_value(address(b, 0), value));
     CHECK(value == 88);
     CHECK(cache.misses() == 0);
-    CHECK(cache.rechecked(address(b, 1)) == std::optional<std::uint64_t>(99));
-    CHECK(cache.rechecked(address(c, 0)) == std::optional<std::uint64_t>(3));
-    CHECK_FALSE(cache.rechecked(address(c, 1)));
     REQUIRE(cache.read_value(address(c, 5), value));  // c's page was not in the batch
     CHECK(value == 3);
     CHECK(cache.misses() == 1);
+}
+
+TEST_CASE("range cache copies the last sample's ranges in one batch, each group's together") {
+    ProcessMemory memory(::getpid());
+    RangeCache cache(memory);
+    // Regions far apart, so that no two ranges merge unless they are meant to.
+    std::vector<std::uint64_t> a(8192, 1);
+    std::vector<std::uint64_t> b(8192, 2);
+    std::vector<std::uint64_t> c(8192, 3);
+    std::vector<std::uint64_t> d(8192, 4);
+    auto address = [](const std::vector<std::uint64_t>& v, std::size_t i) {
+        return reinterpret_cast<std::uint64_t>(&v[4096 + i]);
+    };
+    std::uint64_t value = 0;
+    std::vector<std::uint64_t> header(16);
+    // The first group reads b's 16 words (a thread state, say) and c; the second reads one of b's
+    // words again (its thread's frame pointer), then a[0] and a[100] (frames 800 bytes apart).
+    REQUIRE(cache.read(address(b, 0), header.data(), header.size() * 8));
+    REQUIRE(cache.read_value(address(c, 0), value));
+    cache.begin_group();
+    REQUIRE(cache.read_value(address(b, 3), value));
+    CHECK(value == 2);
+    REQUIRE(cache.read_value(address(a, 0), value));
+    REQUIRE(cache.read_value(address(a, 100), value));
+    CHECK(cache.misses() == 4);  // b's word came with its 16 words
+    cache.clear();
+    using Range = std::pair<std::uint64_t, std::size_t>;
+    REQUIRE(cache.plan().size() == 4);
+    CHECK(cache.plan()[0] == Range{address(b, 0), 128});
+    CHECK(cache.plan()[1] == Range{address(c, 0), 8});
+    CHECK(cache.plan()[2] == Range{address(b, 3), 8});
+    CHECK(cache.plan()[3] == Range{address(a, 0), 808});  // closer than kMergeGap: one range
+
+    b[4096 + 3] = 55;
+    a[4096 + 100] = 77;
+    CHECK(cache.prefetch() == 4);
+    b[4096 + 3] = 66;  // after the batch: not seen within this sample
+    REQUIRE(cache.read(address(b, 0), header.data(), header.size() * 8));
+    CHECK(header[3] == 55);
+    cache.begin_group();
+    REQUIRE(cache.read_value(address(b, 3), value));
+    CHECK(value == 55);
+    REQUIRE(cache.read_value(address(a, 100), value));
+    CHECK(value == 77);
+    CHECK(cache.misses() == 0);
+    REQUIRE(cache.read_value(address(d, 5), value));  // not in the batch: read on demand, then held
+    CHECK(value == 4);
+    d[4096 + 5] = 9;
+    REQUIRE(cache.read_value(address(d, 5), value));
+    CHECK(value == 4);
+    CHECK(cache.misses() == 1);
+    cache.refresh();  // read afresh
+    REQUIRE(cache.read_value(address(d, 5), value));
+    CHECK(value == 9);
+}
+
+TEST_CASE("range cache keeps the latest copy of bytes held twice, and reads large ranges directly") {
+    ProcessMemory memory(::getpid());
+    RangeCache cache(memory);
+    std::vector<std::uint64_t> a(40000, 1);
+    auto address = [&](std::size_t i) { return reinterpret_cast<std::uint64_t>(&a[i]); };
+    std::uint64_t value = 0;
+    std::vector<std::uint64_t> block(64);
+    REQUIRE(cache.read(address(1000), block.data(), block.size() * 8));
+    a[1010] = 5;
+    REQUIRE(cache.read_value(address(1010), value));  // held
+    CHECK(value == 1);
+    // A read reaching past the held bytes copies them again: reads then see the later copy.
+    std::vector<std::uint64_t> wider(400);
+    REQUIRE(cache.read(address(1000), wider.data(), wider.size() * 8));
+    CHECK(wider[10] == 5);
+    REQUIRE(cache.read_value(address(1010), value));
+    CHECK(value == 5);
+    CHECK(cache.misses() == 2);
+    std::vector<std::uint64_t> large(RangeCache::kMaxCachedRead / 8 + 1);
+    REQUIRE(cache.read(address(2000), large.data(), large.size() * 8));
+    CHECK(large[0] == 1);
+    CHECK_FALSE(cache.read(0xfffffffffffff100ULL, block.data(), 256));
 }
 
 TEST_CASE("page cache refuses addresses beyond user space instead of walking pages past the end") {

@@ -48,11 +48,17 @@ constexpr int outer_last_line = __LINE__ - 1;
 
 namespace {
 
-using QsortFunction = void (*)(void*, std::size_t, std::size_t, int (*)(const void*, const void*));
-
 std::string self_name() { return std::filesystem::read_symlink("/proc/self/exe").filename().string(); }
 
-std::uint64_t address_of(QsortFunction function) { return reinterpret_cast<std::uintptr_t>(function); }
+// libc's own qsort: in a sanitizer build ::qsort is the sanitizer runtime's interceptor.
+std::uint64_t libc_qsort() {
+    void* libc = ::dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    REQUIRE(libc != nullptr);
+    void* qsort = ::dlsym(libc, "qsort");
+    ::dlclose(libc);
+    REQUIRE(qsort != nullptr);
+    return reinterpret_cast<std::uintptr_t>(qsort);
+}
 
 class TempDir {
 public:
@@ -136,7 +142,7 @@ TEST_CASE("code inlined into a function is attributed to the call in that functi
 }
 
 TEST_CASE("a libc function is named from libc, with source lines when its debug file is installed") {
-    auto address = address_of(&::qsort);
+    auto address = libc_qsort();
     symbolize::ModuleMap modules(::getpid());
     symbolize::NativeSymbolizer symbolizer(modules);
     const auto* module = modules.find(address);

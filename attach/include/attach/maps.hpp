@@ -20,7 +20,7 @@ struct MapEntry {
     bool contains(std::uint64_t addr) const { return addr >= start && addr < end; }
 };
 
-// Parses the text of /proc/PID/maps. Malformed lines are skipped.
+// Parses the text of /proc/PID/maps. Malformed lines, empty and backwards ranges among them, are skipped.
 std::vector<MapEntry> parse_maps(std::string_view text);
 
 // Reads and parses /proc/PID/maps; throws attach::Error when the process is gone or unreadable.

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -92,14 +91,8 @@ public:
     void clear();
     // Forgets the cached pages within a sample (to read them afresh), still recording their use.
     void refresh();
-    // Reads the plan's pages in one batch; returns how many page runs it asked for. The batch ends
-    // by reading again the 8-byte words set with recheck_after_batch().
+    // Reads the plan's pages in one batch; returns how many page runs it asked for.
     std::size_t prefetch();
-    // Words to read once more at the end of each batch (a thread's innermost-frame pointer, say),
-    // to tell whether they changed while the batch was being copied.
-    void recheck_after_batch(std::vector<std::uint64_t> addresses);
-    // The value a word had at the end of the last batch; nullopt when it was not rechecked.
-    std::optional<std::uint64_t> rechecked(std::uint64_t address) const;
     // Pages read on demand since the last clear(), outside the prefetched batch.
     std::size_t misses() const { return misses_; }
     // The plan as (first page address, page count) runs, in the order of first use.
@@ -139,10 +132,6 @@ private:
     std::vector<std::pair<std::uint64_t, std::size_t>> scratch_pages_;  // page, order of first use
     std::vector<std::pair<std::size_t, std::pair<std::uint64_t, std::size_t>>> scratch_runs_;  // first use, run
     std::vector<ReadRequest> requests_;
-    std::vector<std::uint64_t> recheck_;                                 // sorted addresses
-    std::vector<std::uint8_t> recheck_bytes_;                            // their ranges' bytes, as last read
-    std::vector<std::pair<std::uint64_t, std::size_t>> recheck_ranges_;  // address, offset in recheck_bytes_
-    std::vector<bool> recheck_ok_;
 };
 
 }  // namespace pysample::attach

@@ -25,6 +25,11 @@ public:
     // Returns false when it has exited or cannot be traced.
     bool pause_thread(pid_t tid);
     void resume_thread(pid_t tid);
+    // Serves the stops the held threads made on their own: a thread stopped to be given a signal
+    // gets it and runs on, one that exited is reaped. pause() does so for every thread; a caller
+    // that stops them one at a time with pause_thread() calls this once per sample, or threads it
+    // leaves alone (idle ones) would wait for their signals, and exited ones stay zombies.
+    void serve_stops();
     bool paused() const { return paused_; }
     // Exit status of the main thread if it was reaped here (the caller may be the target's parent).
     std::optional<int> reaped_exit_status() const { return exit_status_; }
@@ -36,7 +41,7 @@ private:
         int pending_signal = 0;
         bool stopped = false;
     };
-    void seize_new_threads();
+    bool seize_new_threads();  // whether it seized any
     bool wait_for_interrupt_stop(pid_t tid, Tracee& tracee);
     void forget(pid_t tid, int status);
     void detach_all() noexcept;

@@ -1,0 +1,197 @@
+#include "attach/range_cache.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <tuple>
+
+namespace pysample::attach {
+namespace {
+
+// A pointer out of a torn stack may be anything: no read may run past user space or wrap.
+constexpr std::uint64_t kUserSpaceEnd = std::uint64_t{1} << 56;  // 5-level paging's limit
+
+std::uint64_t align_down(std::uint64_t value, std::uint64_t alignment) { return value & ~(alignment - 1); }
+
+}  // namespace
+
+RangeCache::RangeCache(Memory& backing) : backing_(backing) {}
+
+bool RangeCache::read(std::uint64_t addr, void* dest, std::size_t len) {
+    if (len == 0) return true;
+    if (addr >= kUserSpaceEnd || len > kUserSpaceEnd - addr) return false;
+    if (len > kMaxCachedRead) return backing_.read(addr, dest, len);
+    note(addr, len);
+    const Held* held = find(addr, len);
+    if (held == nullptr) held = fetch(addr, len);
+    if (held == nullptr) return false;
+    std::memcpy(dest, buffer_.data() + held->offset + (addr - held->addr), len);
+    return true;
+}
+
+// Of the ranges holding [addr, addr + len), the one copied last.
+const RangeCache::Held* RangeCache::find(std::uint64_t addr, std::size_t len) {
+    auto it = std::upper_bound(held_.begin(), held_.end(), addr,
+                               [](std::uint64_t value, const Held& held) { return value < held.addr; });
+    const Held* best = nullptr;
+    while (it != held_.begin()) {
+        --it;
+        if (it->addr + longest_held_ <= addr) break;
+        if (addr + len <= it->addr + it->len && (best == nullptr || it->copied > best->copied)) best = &*it;
+    }
+    return best;
+}
+
+// Bytes the batch did not hold, read on demand with some of their surroundings.
+const RangeCache::Held* RangeCache::fetch(std::uint64_t addr, std::size_t len) {
+    std::uint64_t first = align_down(addr, kMissAlignment);
+    std::uint64_t end = align_down(addr + len + kMissAlignment - 1, kMissAlignment);
+    std::size_t offset = reserve(static_cast<std::size_t>(end - first));
+    // Bytes at the edge of a mapping may be readable where their surroundings are not.
+    if (!backing_.read(first, buffer_.data() + offset, static_cast<std::size_t>(end - first))) {
+        buffer_used_ = offset;
+        first = addr;
+        end = addr + len;
+        offset = reserve(len);
+        if (!backing_.read(first, buffer_.data() + offset, len)) {
+            buffer_used_ = offset;
+            return nullptr;
+        }
+    }
+    ++misses_;
+    hold(first, static_cast<std::size_t>(end - first), offset);
+    return find(addr, len);
+}
+
+std::size_t RangeCache::reserve(std::size_t len) {
+    std::size_t offset = buffer_used_;
+    buffer_used_ += len;
+    if (buffer_.size() < buffer_used_) buffer_.resize(std::max(buffer_used_, 2 * buffer_.size()));
+    return offset;
+}
+
+void RangeCache::hold(std::uint64_t addr, std::size_t len, std::size_t offset) {
+    auto it = std::upper_bound(held_.begin(), held_.end(), addr,
+                               [](std::uint64_t value, const Held& held) { return value < held.addr; });
+    held_.insert(it, Held{addr, len, offset, ++copies_});
+    longest_held_ = std::max(longest_held_, len);
+}
+
+void RangeCache::note(std::uint64_t addr, std::size_t len) {
+    if (notes_.size() >= kMaxNotes) return;
+    std::uint64_t order = (std::uint64_t{group_} << 32) | notes_.size();
+    if (!notes_.empty() && notes_.back().addr == addr && notes_.back().len == len &&
+        notes_.back().order >> 32 == group_) {
+        return;
+    }
+    notes_.push_back({addr, len, order, 0});
+}
+
+void RangeCache::clear() {
+    age_kept_notes();
+    scratch_notes_.assign(kept_.begin(), kept_.end());
+    merge_notes(scratch_notes_, plan_);
+    notes_.clear();
+    misses_ = 0;
+    group_ = 0;
+    refresh();
+}
+
+// The reads of the last kPlanAge samples, each once: this sample's at age 0, the others a sample
+// older, the oldest dropped.
+void RangeCache::age_kept_notes() {
+    auto key = [](const Note& note) { return std::tuple(note.order >> 32, note.addr, note.len); };
+    std::sort(notes_.begin(), notes_.end(),
+              [&](const Note& a, const Note& b) { return key(a) != key(b) ? key(a) < key(b) : a.order < b.order; });
+    auto& merged = scratch_notes_;
+    merged.clear();
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < notes_.size(); ++i) {
+        if (i > 0 && key(notes_[i]) == key(notes_[i - 1])) continue;  // the first read of the range counts
+        for (; k < kept_.size() && key(kept_[k]) < key(notes_[i]); ++k) {
+            if (kept_[k].age + 1 < kPlanAge)
+                merged.push_back({kept_[k].addr, kept_[k].len, kept_[k].order, kept_[k].age + 1});
+        }
+        if (k < kept_.size() && key(kept_[k]) == key(notes_[i])) ++k;
+        merged.push_back(notes_[i]);
+    }
+    for (; k < kept_.size(); ++k) {
+        if (kept_[k].age + 1 < kPlanAge)
+            merged.push_back({kept_[k].addr, kept_[k].len, kept_[k].order, kept_[k].age + 1});
+    }
+    kept_.swap(merged);
+}
+
+void RangeCache::refresh() {
+    held_.clear();
+    longest_held_ = 0;
+    buffer_used_ = 0;
+}
+
+void RangeCache::begin_group() { ++group_; }
+
+// Each group's ranges, merged where they are close, in the order the group first read them.
+void RangeCache::merge_notes(std::vector<Note>& notes, std::vector<std::pair<std::uint64_t, std::size_t>>& ranges) {
+    std::sort(notes.begin(), notes.end(), [](const Note& a, const Note& b) {
+        return a.order >> 32 != b.order >> 32 ? a.order < b.order : a.addr < b.addr;
+    });
+    auto& runs = scratch_runs_;
+    runs.clear();
+    for (std::size_t i = 0; i < notes.size();) {
+        std::uint64_t group = notes[i].order >> 32;
+        std::uint64_t first = notes[i].addr;
+        std::uint64_t end = first + notes[i].len;
+        std::uint64_t order = notes[i].order;
+        std::size_t j = i + 1;
+        while (j < notes.size() && notes[j].order >> 32 == group && notes[j].addr <= end + kMergeGap) {
+            end = std::max(end, notes[j].addr + notes[j].len);
+            order = std::min(order, notes[j].order);
+            ++j;
+        }
+        runs.push_back({order, {first, static_cast<std::size_t>(end - first)}});
+        i = j;
+    }
+    std::sort(runs.begin(), runs.end());
+    ranges.clear();
+    std::size_t bytes = 0;
+    for (const auto& [order, range] : runs) {
+        if (ranges.size() == kMaxPlanRanges || bytes + range.second > kMaxPlanBytes) break;
+        ranges.push_back(range);
+        bytes += range.second;
+    }
+}
+
+// One call to the backing reader; a range that fails (a thread exited and its memory went) leaves
+// its bytes to be read on demand.
+void RangeCache::copy_ranges(const std::vector<std::pair<std::uint64_t, std::size_t>>& ranges) {
+    std::size_t first_offset = buffer_used_;
+    for (const auto& [addr, len] : ranges) reserve(len);
+    requests_.clear();
+    std::size_t offset = first_offset;
+    for (const auto& [addr, len] : ranges) {
+        requests_.push_back({addr, buffer_.data() + offset, len});
+        offset += len;
+    }
+    backing_.read_many(requests_);
+    for (const auto& request : requests_) {
+        if (!request.done) continue;
+        hold(request.addr, request.len,
+             static_cast<std::size_t>(static_cast<std::uint8_t*>(request.dest) - buffer_.data()));
+    }
+}
+
+std::size_t RangeCache::prefetch() {
+    copy_ranges(plan_);
+    return plan_.size();
+}
+
+void RangeCache::reread_group() {
+    auto& notes = scratch_notes_;
+    notes.clear();
+    for (const auto& note : notes_) {
+        if (note.order >> 32 == group_) notes.push_back(note);
+    }
+    merge_notes(notes, group_ranges_);
+    copy_ranges(group_ranges_);
+}
+
+}  // namespace pysample::attach
