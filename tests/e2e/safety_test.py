@@ -520,9 +520,9 @@ def test_blocked(pysample, python, tmp):
             check(proc.stdout.readline().strip() == "ready", "blocked_calls.py did not start: %s" %
                   (proc.stderr.read() if proc.poll() is not None else ""))
             recording = Recording(pysample, proc.pid, tmp, extra + ["--rate", "200"], 2)
-            # Python 2 writes to the wakeup descriptor only until its handler has run, which its main
-            # thread, in an uninterruptible lock acquire, does at the end: one signal is timed.
-            signals = SignalTimer(proc.pid, wakeup, count=1 if version < (3, 0) else 5)
+            # Python 2 is sent no signal: its time.sleep() ends early when a signal interrupts it, and the
+            # kernel may pick the sleeping thread to take it.
+            signals = SignalTimer(proc.pid, wakeup, count=0 if version < (3, 0) else 5)
             stacks, samples, errors, result = recording.finish()
             signals.check(what)
             check(time.time() - started < sleep - 0.5, "the recording ended too late to check the sleep")
@@ -541,7 +541,7 @@ def test_blocked(pysample, python, tmp):
         check(results.get("read") == "go", "read returned %r, expected 'go'" % results.get("read"))
         check(results.get("lock") == "acquired", "lock acquire returned %r" % results.get("lock"))
         check(results.get("select") == [1, "x"], "select returned %r, expected [1, 'x']" % results.get("select"))
-        check(results.get("signals", 0) >= 1, "the signal handler never ran: %r" % results)
+        check(version < (3, 0) or results.get("signals", 0) >= 1, "the signal handler never ran: %r" % results)
         slept = results.get("sleep")
         check(isinstance(slept, float) and sleep - 0.01 <= slept < sleep + 2, "time.sleep(%s) lasted %r" %
               (sleep, slept))
