@@ -87,9 +87,19 @@ void RangeCache::note(std::uint64_t addr, std::size_t len) {
 }
 
 void RangeCache::clear() {
-    age_kept_notes();
-    scratch_notes_.assign(kept_.begin(), kept_.end());
-    merge_notes(scratch_notes_, plan_);
+    // A sample that read what the previous one read, when nothing else is kept, leaves the plan as
+    // it is: the common case, whose planning is skipped.
+    bool same_reads = notes_.size() == last_notes_.size() &&
+                      std::equal(notes_.begin(), notes_.end(), last_notes_.begin(), [](const Note& a, const Note& b) {
+                          return a.addr == b.addr && a.len == b.len && a.order == b.order;
+                      });
+    if (!same_reads || !only_last_reads_kept_) {
+        last_notes_.assign(notes_.begin(), notes_.end());
+        age_kept_notes();
+        only_last_reads_kept_ = std::all_of(kept_.begin(), kept_.end(), [](const Note& note) { return note.age == 0; });
+        scratch_notes_.assign(kept_.begin(), kept_.end());
+        merge_notes(scratch_notes_, plan_);
+    }
     notes_.clear();
     misses_ = 0;
     group_ = 0;
@@ -117,6 +127,12 @@ void RangeCache::age_kept_notes() {
     for (; k < kept_.size(); ++k) {
         if (kept_[k].age + 1 < kPlanAge)
             merged.push_back({kept_[k].addr, kept_[k].len, kept_[k].order, kept_[k].age + 1});
+    }
+    // Samples that each read thousands of new ranges (threads coming and going by the thousand)
+    // would keep too many: this sample's reads are enough then.
+    if (merged.size() > kMaxNotes) {
+        merged.erase(std::remove_if(merged.begin(), merged.end(), [](const Note& note) { return note.age > 0; }),
+                     merged.end());
     }
     kept_.swap(merged);
 }

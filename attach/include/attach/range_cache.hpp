@@ -29,8 +29,8 @@ class RangeCache final : public Memory {
 public:
     explicit RangeCache(Memory& backing);
     bool read(std::uint64_t addr, void* dest, std::size_t len) override;
-    // Ends a sample: forgets the cached bytes; the ranges read since the last clear() become the
-    // prefetch plan.
+    // Ends a sample: forgets the cached bytes; the ranges read within the last kPlanAge samples
+    // become the prefetch plan.
     void clear();
     // Forgets the cached bytes within a sample (to read them afresh), still recording the reads.
     void refresh();
@@ -89,7 +89,9 @@ private:
     std::uint32_t group_ = 0;
     std::size_t misses_ = 0;
     std::vector<Note> notes_;
-    std::vector<Note> kept_;  // the last kPlanAge samples' reads, by group and address
+    std::vector<Note> kept_;        // the last kPlanAge samples' reads, by group and address
+    std::vector<Note> last_notes_;  // the reads of the last sample that was planned, as they came
+    bool only_last_reads_kept_ = false;
     std::vector<std::pair<std::uint64_t, std::size_t>> plan_;
     std::vector<std::pair<std::uint64_t, std::size_t>> group_ranges_;
     // Working space, kept so that a sample allocates nothing.
