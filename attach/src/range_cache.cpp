@@ -28,8 +28,14 @@ bool RangeCache::read(std::uint64_t addr, void* dest, std::size_t len) {
     return true;
 }
 
-// Of the ranges holding [addr, addr + len), the one copied last.
+// Of the ranges holding [addr, addr + len), the one copied last. A walk reads one range after
+// another (a thread's frames lie together): the range of the last read is tried first, when no
+// other range overlaps it.
 const RangeCache::Held* RangeCache::find(std::uint64_t addr, std::size_t len) {
+    if (last_ < held_.size()) {
+        const Held& last = held_[last_];
+        if (!last.overlapped && last.addr <= addr && addr + len <= last.addr + last.len) return &last;
+    }
     auto it = std::upper_bound(held_.begin(), held_.end(), addr,
                                [](std::uint64_t value, const Held& held) { return value < held.addr; });
     const Held* best = nullptr;
@@ -38,6 +44,7 @@ const RangeCache::Held* RangeCache::find(std::uint64_t addr, std::size_t len) {
         if (it->addr + longest_held_ <= addr) break;
         if (addr + len <= it->addr + it->len && (best == nullptr || it->copied > best->copied)) best = &*it;
     }
+    if (best != nullptr) last_ = static_cast<std::size_t>(best - held_.data());
     return best;
 }
 
@@ -72,18 +79,34 @@ std::size_t RangeCache::reserve(std::size_t len) {
 void RangeCache::hold(std::uint64_t addr, std::size_t len, std::size_t offset) {
     auto it = std::upper_bound(held_.begin(), held_.end(), addr,
                                [](std::uint64_t value, const Held& held) { return value < held.addr; });
-    held_.insert(it, Held{addr, len, offset, ++copies_});
+    it = held_.insert(it, Held{addr, len, offset, ++copies_, false});
     longest_held_ = std::max(longest_held_, len);
+    last_ = kNone;
+    // Ranges overlapping the new one: before it (starting at most longest_held_ earlier), after it.
+    for (auto before = it; before != held_.begin();) {
+        --before;
+        if (before->addr + longest_held_ <= addr) break;
+        if (before->addr + before->len > addr) before->overlapped = it->overlapped = true;
+    }
+    for (auto after = std::next(it); after != held_.end() && after->addr < addr + len; ++after) {
+        after->overlapped = it->overlapped = true;
+    }
 }
 
+// A read next to the group's previous one (a walk's frames, one after another) widens its note:
+// the plan would merge them anyway.
 void RangeCache::note(std::uint64_t addr, std::size_t len) {
-    if (notes_.size() >= kMaxNotes) return;
-    std::uint64_t order = (std::uint64_t{group_} << 32) | notes_.size();
-    if (!notes_.empty() && notes_.back().addr == addr && notes_.back().len == len &&
-        notes_.back().order >> 32 == group_) {
-        return;
+    if (!notes_.empty() && notes_.back().order >> 32 == group_) {
+        Note& last = notes_.back();
+        if (addr <= last.addr + last.len + kMergeGap && last.addr <= addr + len + kMergeGap) {
+            std::uint64_t end = std::max(last.addr + last.len, addr + len);
+            last.addr = std::min(last.addr, addr);
+            last.len = static_cast<std::size_t>(end - last.addr);
+            return;
+        }
     }
-    notes_.push_back({addr, len, order, 0});
+    if (notes_.size() >= kMaxNotes) return;
+    notes_.push_back({addr, len, (std::uint64_t{group_} << 32) | notes_.size(), 0});
 }
 
 void RangeCache::clear() {
@@ -139,6 +162,7 @@ void RangeCache::age_kept_notes() {
 
 void RangeCache::refresh() {
     held_.clear();
+    last_ = kNone;
     longest_held_ = 0;
     buffer_used_ = 0;
 }

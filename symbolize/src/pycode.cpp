@@ -82,9 +82,13 @@ std::optional<std::vector<std::uint8_t>> read_bytes_object(attach::Memory& memor
 }  // namespace
 
 int CodeInfo::line_at(std::int64_t byte_offset) const {
-    if (auto it = lines.find(byte_offset); it != lines.end()) return it->second;
-    int line = line_for_offset(format, linetable, firstlineno, byte_offset, signed_lnotab);
-    if (lines.size() < 4096) lines.emplace(byte_offset, line);
+    if (byte_offset == last_offset) return last_line;
+    auto it = lines.find(byte_offset);
+    int line =
+        it != lines.end() ? it->second : line_for_offset(format, linetable, firstlineno, byte_offset, signed_lnotab);
+    if (it == lines.end() && lines.size() < 4096) lines.emplace(byte_offset, line);
+    last_offset = byte_offset;
+    last_line = line;
     return line;
 }
 
@@ -228,11 +232,19 @@ void CodeCache::new_sample() {
 }
 
 const CodeInfo* CodeCache::lookup(std::uint64_t code_address, bool recheck) {
+    // The frames of a recursion share their code object: the last one looked up in this sample.
+    if (!recheck && sample_ != 0 && last_ != nullptr && last_address_ == code_address &&
+        last_->last_sample == sample_) {
+        return last_;
+    }
+    last_ = nullptr;
     if (!recheck && sample_ != 0) {
         if (auto it = entries_.find(code_address); it != entries_.end()) {
             CodeInfo& entry = *it->second;
             if (entry.last_sample + 1 >= sample_ && now_ - entry.checked_at < kTrustFor) {
                 entry.last_sample = sample_;
+                last_ = &entry;
+                last_address_ = code_address;
                 return &entry;
             }
         }
@@ -242,6 +254,8 @@ const CodeInfo* CodeCache::lookup(std::uint64_t code_address, bool recheck) {
         auto& entry = const_cast<CodeInfo&>(*info);
         entry.last_sample = sample_;
         entry.checked_at = now_;
+        last_ = &entry;
+        last_address_ = code_address;
     }
     return info;
 }

@@ -63,6 +63,7 @@ private:
         std::size_t len;
         std::size_t offset;    // into buffer_
         std::uint64_t copied;  // order of the copy: the latest copy of overlapping ranges is read
+        bool overlapped;       // another range held overlaps it
     };
     struct Note {
         std::uint64_t addr;
@@ -85,6 +86,8 @@ private:
     std::size_t buffer_used_ = 0;
     std::vector<Held> held_;  // sorted by address; may overlap
     std::size_t longest_held_ = 0;
+    static constexpr std::size_t kNone = ~std::size_t{0};
+    std::size_t last_ = kNone;  // index into held_ of the range the last read came from
     std::uint64_t copies_ = 0;
     std::uint32_t group_ = 0;
     std::size_t misses_ = 0;

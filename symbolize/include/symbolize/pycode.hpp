@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,7 +52,9 @@ struct CodeInfo {
     std::vector<std::uint8_t> linetable;
     LineTableFormat format = LineTableFormat::LocationTable311;
     bool signed_lnotab = true;
-    mutable std::unordered_map<std::int64_t, int> lines;  // byte offset -> line
+    mutable std::unordered_map<std::int64_t, int> lines;                          // byte offset -> line
+    mutable std::int64_t last_offset = std::numeric_limits<std::int64_t>::min();  // line_at()'s last answer
+    mutable int last_line = 0;
     // The object's own pointers to its name, file and line table: a different code object later
     // allocated at the same address has different ones.
     std::uint64_t fingerprint = 0;
@@ -129,6 +132,8 @@ private:
     std::vector<std::uint8_t> raw_;
     std::uint64_t sample_ = 0;
     std::chrono::steady_clock::time_point now_{};
+    CodeInfo* last_ = nullptr;  // the entry lookup() last returned, for last_address_
+    std::uint64_t last_address_ = 0;
 };
 
 }  // namespace pysample::symbolize
