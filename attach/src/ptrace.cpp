@@ -2,10 +2,13 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/ptrace.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <mutex>
 
 #include "attach/error.hpp"
 #include "attach/threads.hpp"
@@ -14,6 +17,64 @@ namespace pysample::attach {
 namespace {
 
 bool is_interrupt_stop(int status) { return WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP; }
+
+volatile std::sig_atomic_t g_stop_wait_over = 0;
+void on_stop_wait_alarm(int) { g_stop_wait_over = 1; }
+
+timeval to_timeval(std::chrono::microseconds time) {
+    return timeval{static_cast<time_t>(time.count() / 1'000'000), static_cast<suseconds_t>(time.count() % 1'000'000)};
+}
+
+// Bounds the blocking waitpid() calls of a pause: SIGALRM, whose handler does not restart system
+// calls, ends a wait with EINTR once the time is over, and again every millisecond after it, so
+// that a wait entered right after the first alarm ends too. pysample samples from one thread,
+// which the process-directed signal therefore reaches.
+class StopWaitDeadline {
+public:
+    explicit StopWaitDeadline(std::chrono::microseconds budget) {
+        static std::once_flag installed;
+        std::call_once(installed, [] {
+            struct sigaction action {};
+            action.sa_handler = on_stop_wait_alarm;
+            sigemptyset(&action.sa_mask);
+            action.sa_flags = 0;
+            ::sigaction(SIGALRM, &action, nullptr);
+        });
+        g_stop_wait_over = 0;
+        itimerval timer{to_timeval(std::chrono::milliseconds(1)), to_timeval(budget)};
+        ::setitimer(ITIMER_REAL, &timer, nullptr);
+    }
+    ~StopWaitDeadline() {
+        itimerval off{};
+        ::setitimer(ITIMER_REAL, &off, nullptr);
+        g_stop_wait_over = 0;  // an alarm already due is delivered on the return from setitimer()
+    }
+    StopWaitDeadline(const StopWaitDeadline&) = delete;
+    StopWaitDeadline& operator=(const StopWaitDeadline&) = delete;
+};
+
+bool stop_wait_over() { return g_stop_wait_over != 0; }
+
+// Threads of ended suspenders that were still running, an interrupt queued: detached once stopped.
+std::vector<pid_t>& leftover_tracees() {
+    static std::vector<pid_t> tids;
+    return tids;
+}
+
+void detach_stopped_leftovers() {
+    auto& tids = leftover_tracees();
+    std::erase_if(tids, [](pid_t tid) {
+        int status = 0;
+        pid_t got = ::waitpid(tid, &status, WNOHANG | __WALL);
+        if (got == 0) return false;
+        if (got < 0 || WIFEXITED(status) || WIFSIGNALED(status)) return true;
+        int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
+        if (::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) == 0) return true;
+        // Stopped for a ptrace event other than the interrupt: let it on towards the interrupt's stop.
+        ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+        return false;
+    });
+}
 
 }  // namespace
 
@@ -48,11 +109,19 @@ void ThreadSuspender::forget(pid_t tid, int status) {
 }
 
 // After PTRACE_INTERRUPT a thread may first report a signal-delivery stop; that signal is handed
-// back on resume and we keep waiting for the interrupt's own stop.
+// back on resume and we keep waiting for the interrupt's own stop. Once the pause's deadline is
+// over, a thread that has not stopped is left running with its interrupt queued.
 bool ThreadSuspender::wait_for_interrupt_stop(pid_t tid, Tracee& tracee) {
     for (;;) {
         int status = 0;
-        pid_t got = ::waitpid(tid, &status, __WALL);
+        pid_t got = ::waitpid(tid, &status, __WALL | (stop_wait_over() ? WNOHANG : 0));
+        if (got == 0) {
+            tracee.interrupt_queued = true;
+            ++stop_timeouts_;
+            spdlog::debug("thread {} of process {} did not stop within {} ms (an uninterruptible wait?); left running",
+                          tid, pid_, kStopWait.count());
+            return false;
+        }
         if (got < 0) {
             if (errno == EINTR) continue;
             return false;
@@ -63,6 +132,7 @@ bool ThreadSuspender::wait_for_interrupt_stop(pid_t tid, Tracee& tracee) {
         }
         if (is_interrupt_stop(status)) {
             tracee.stopped = true;
+            tracee.interrupt_queued = false;
             return true;
         }
         if (WIFSTOPPED(status)) {
@@ -76,18 +146,43 @@ bool ThreadSuspender::wait_for_interrupt_stop(pid_t tid, Tracee& tracee) {
     }
 }
 
+// A thread whose interrupt outlived the pause that sent it: stopped for it now, or still on its way.
+void ThreadSuspender::check_queued_stop(pid_t tid, Tracee& tracee) {
+    int status = 0;
+    if (::waitpid(tid, &status, WNOHANG | __WALL) != tid) return;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        forget(tid, status);
+    } else if (is_interrupt_stop(status)) {
+        tracee.stopped = true;
+        tracee.interrupt_queued = false;
+    } else if (WIFSTOPPED(status)) {
+        int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
+        ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+    }
+}
+
 // The pause is timed from the first interrupt: listing and seizing new threads stops nobody.
 // A thread started after the listing, before the thread starting it stopped, would run on while
 // the others are read: the threads are listed again until no new one appears (a stopped thread
 // starts none; a few rounds are enough for threads that start threads as they start).
 bool ThreadSuspender::pause() {
     constexpr int kMaxRounds = 8;
+    detach_stopped_leftovers();
     seize_new_threads();
     pause_start_ = std::chrono::steady_clock::now();
+    StopWaitDeadline deadline(kStopWait);
     std::vector<pid_t> interrupted;
     for (int round = 0; round < kMaxRounds; ++round) {
         interrupted.clear();
-        for (auto& [tid, tracee] : tracees_) {
+        for (auto it = tracees_.begin(); it != tracees_.end();) {
+            pid_t tid = it->first;
+            Tracee& tracee = it->second;
+            ++it;  // check_queued_stop() forgets a thread that exited
+            // One still in the wait that kept it from stopping before is not waited for again.
+            if (tracee.interrupt_queued) {
+                check_queued_stop(tid, tracee);
+                continue;
+            }
             if (!tracee.stopped && ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) interrupted.push_back(tid);
         }
         for (pid_t tid : interrupted) {
@@ -101,8 +196,14 @@ bool ThreadSuspender::pause() {
 }
 
 void ThreadSuspender::resume() {
-    for (auto& [tid, tracee] : tracees_) {
-        if (!tracee.stopped) continue;
+    for (auto it = tracees_.begin(); it != tracees_.end();) {
+        pid_t tid = it->first;
+        ++it;
+        auto found = tracees_.find(tid);
+        if (found->second.interrupt_queued) check_queued_stop(tid, found->second);
+        found = tracees_.find(tid);  // one that exited meanwhile is gone
+        if (found == tracees_.end() || !found->second.stopped) continue;
+        Tracee& tracee = found->second;
         ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(tracee.pending_signal)));
         tracee.stopped = false;
         tracee.pending_signal = 0;
@@ -118,7 +219,13 @@ bool ThreadSuspender::pause_thread(pid_t tid) {
         it = tracees_.emplace(tid, Tracee{}).first;
     }
     pause_start_ = std::chrono::steady_clock::now();
+    if (it->second.interrupt_queued) {
+        check_queued_stop(tid, it->second);
+        auto now = tracees_.find(tid);
+        return now != tracees_.end() && now->second.stopped;
+    }
     if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return false;
+    StopWaitDeadline deadline(kStopWait);
     return wait_for_interrupt_stop(tid, it->second);
 }
 
@@ -132,6 +239,7 @@ void ThreadSuspender::resume_thread(pid_t tid) {
 }
 
 void ThreadSuspender::serve_stops() {
+    detach_stopped_leftovers();
     for (auto it = tracees_.begin(); it != tracees_.end();) {
         pid_t tid = it->first;
         Tracee& tracee = it->second;
@@ -144,6 +252,7 @@ void ThreadSuspender::serve_stops() {
             // A group-stop (the process got SIGSTOP or the like): the thread stays stopped with it.
             ::ptrace(PTRACE_LISTEN, tid, nullptr, nullptr);
         } else if (WIFSTOPPED(status)) {
+            if (is_interrupt_stop(status)) tracee.interrupt_queued = false;  // a late stop for an earlier interrupt
             int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
             ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
         }
@@ -153,18 +262,27 @@ void ThreadSuspender::serve_stops() {
 void ThreadSuspender::detach_all() noexcept {
     std::vector<pid_t> tids;
     for (const auto& entry : tracees_) tids.push_back(entry.first);
+    StopWaitDeadline deadline(kStopWait);
     for (pid_t tid : tids) {
         auto it = tracees_.find(tid);
         if (it == tracees_.end()) continue;
         // PTRACE_DETACH needs the tracee stopped; interrupt a running one first.
-        if (!it->second.stopped && ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0 &&
-            !wait_for_interrupt_stop(tid, it->second)) {
+        if (it->second.interrupt_queued) {
+            check_queued_stop(tid, it->second);
+        } else if (!it->second.stopped && ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) {
+            wait_for_interrupt_stop(tid, it->second);
+        }
+        it = tracees_.find(tid);
+        if (it == tracees_.end()) continue;  // exited
+        if (!it->second.stopped) {
+            if (it->second.interrupt_queued) leftover_tracees().push_back(tid);
             continue;
         }
         ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(it->second.pending_signal)));
     }
     tracees_.clear();
     paused_ = false;
+    detach_stopped_leftovers();
 }
 
 }  // namespace pysample::attach

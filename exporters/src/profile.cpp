@@ -33,7 +33,7 @@ void IdIndex::insert(std::size_t hash, std::uint32_t id) {
             if (slot.id != kNone) place(slot);
         }
     }
-    place({id, static_cast<std::uint32_t>(hash)});
+    place({id, tag_of(hash)});
     ++used_;
 }
 

@@ -115,6 +115,14 @@ public:
         return processes_.empty() ? last_mean_pause_ : processes_.front().snapshotter->mean_pause();
     }
     bool stops_each_thread() const { return options_.native != NativeMode::Off && !options_.blocking; }
+    // Times a thread did not stop within the bound of a pause, across every process sampled.
+    std::uint64_t stop_timeouts() {
+        std::uint64_t total = retired_stop_timeouts_;
+        for (const auto& sampled : processes_) {
+            if (auto* suspender = sampled.snapshotter->suspender()) total += suspender->stop_timeouts();
+        }
+        return total;
+    }
     attach::ThreadSuspender* suspender() {
         return target_ != nullptr && !processes_.empty() && processes_.front().process == target_
                    ? processes_.front().snapshotter->suspender()
@@ -183,6 +191,7 @@ private:
     void retire(std::vector<SampledProcess>::iterator& it) {
         add_stats(retired_stats_, it->snapshotter->stats());
         if (const auto* native = it->snapshotter->native_stats()) add_native_stats(retired_native_, *native);
+        if (auto* suspender = it->snapshotter->suspender()) retired_stop_timeouts_ += suspender->stop_timeouts();
         if (it->process == target_) {
             last_mean_pause_ = it->snapshotter->mean_pause();
             if (auto* suspender = it->snapshotter->suspender()) reaped_ = suspender->reaped_exit_status();
@@ -286,6 +295,7 @@ private:
     NativeStats retired_native_;
     NativeStats native_totals_;
     std::chrono::nanoseconds last_mean_pause_{0};
+    std::uint64_t retired_stop_timeouts_ = 0;
     std::optional<int> reaped_;
 };
 
@@ -345,6 +355,13 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
     } else if (options.blocking) {
         std::fprintf(stderr, "pysample: threads were stopped for %.1f us per sample on average\n",
                      static_cast<double>(recorder.mean_pause().count()) / 1000.0);
+    }
+    if (auto timeouts = recorder.stop_timeouts(); timeouts > 0) {
+        std::fprintf(stderr,
+                     "pysample: %llu time%s a thread did not stop within %lld ms (an uninterruptible wait: vfork(), "
+                     "disk or NFS I/O) and was read as it was\n",
+                     static_cast<unsigned long long>(timeouts), timeouts == 1 ? "" : "s",
+                     static_cast<long long>(attach::ThreadSuspender::kStopWait.count()));
     }
     if (options.subprocesses) {
         std::fprintf(stderr, "pysample: sampled %zu Python process%s\n", recorder.processes_followed(),

@@ -586,6 +586,85 @@ def test_blocked(pysample, python, tmp):
         print("%s: %d stacks, each blocked function at its blocking line" % (what, total))
 
 
+# --- spawn_wait: a thread that cannot be stopped --------------------------------------------------
+
+
+def wait_for_state(pid, tid, state, deadline=10.0):
+    limit = time.time() + deadline
+    while time.time() < limit:
+        found = task_state(pid, tid)
+        if found and found[0] == state:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_spawn_wait(pysample, python, tmp):
+    """A main thread in an uninterruptible wait (posix_spawn's child blocked before its exec) and
+    another thread. record --blocking, --native and both, and dump, end on time, with short
+    pauses: the waiting thread, which no ptrace stop reaches, is not waited for past a bound, and
+    is read as it is, at its blocking line. Afterwards no thread is left stopped or traced, and
+    once the child can go on, the workload ends normally."""
+    version = python_version(python)
+    if version < (3, 8):
+        print("skipped: os.posix_spawn needs Python 3.8+, this is %d.%d" % version[:2])
+        return
+    m = markers("spawn_wait.py")
+    root = python.split("::", 1)[0] if "::" in python else None
+    modes = [["--blocking", "--idle"], ["--native", "--idle"], ["--native", "--blocking", "--idle"], ["dump"]]
+    for extra in modes:
+        what = " ".join(extra)
+        inner_fifo = "/tmp/pysample-workloads/spawn-wait-%d.fifo" % os.getpid() if root else \
+            os.path.join(tmp, "spawn-wait.fifo")
+        fifo = os.path.join(root, inner_fifo.lstrip("/")) if root else inner_fifo
+        if os.path.exists(fifo):
+            os.remove(fifo)
+        os.mkfifo(fifo)
+        with Workload(python, "spawn_wait.py", inner_fifo) as workload:
+            check(wait_for_state(workload.pid, workload.pid, "D"),
+                  "the main thread never entered the uninterruptible wait: %r" % (task_state(workload.pid, workload.pid),))
+            started = time.time()
+            if extra == ["dump"]:
+                result = run_pysample(pysample, ["dump", "--pid", str(workload.pid)], timeout=30)
+                check(result.returncode == 0, "dump failed with %d: %s" % (result.returncode, result.stderr))
+                check("main" in result.stdout and "spin" in result.stdout,
+                      "dump does not show both threads:\n%s" % result.stdout)
+                took, samples = time.time() - started, None
+            else:
+                stacks, samples, errors, result = record(pysample, workload.pid, tmp, extra + ["--rate", "200"], 2, 30)
+                took = time.time() - started
+            check_released(workload.pid, what, grace=0.5)
+            check(task_state(workload.pid, workload.pid)[0] == "D", "the main thread left its wait too early")
+            with open(fifo, "w"):
+                pass
+            workload.proc.wait(timeout=30)
+            check(workload.proc.returncode == 0, "the workload failed with %d: %s" %
+                  (workload.proc.returncode, workload.proc.stderr.read()))
+        os.remove(fifo)
+        print("%s: %.2f s%s" % (what, took, "" if samples is None else ", %d samples, %d errors" % (samples, errors)))
+        if samples is None:
+            check(took < 3, "dump took %.2f s" % took)
+            continue
+        check(took < 2 + 2.5, "%s: a 2-second recording took %.2f s" % (what, took))
+        check(samples >= 100, "%s: only %d samples in 2 s at 200 Hz" % (what, samples))
+        check(re.search(r"\d+ times? a thread did not stop within", result.stderr),
+              "%s: the summary does not tell of the thread that could not be stopped" % what)
+        pause = re.search(r"stopped for ([\d.]+) us per", result.stderr)
+        check(pause and float(pause.group(1)) < 20000, "%s: threads held %s us per sample on average" %
+              (what, pause.group(1) if pause else "?"))
+        blocked = spinning = 0
+        for frames, count in stacks:
+            ours = [f for f in frames if f[1] == workload.path]
+            if ours and ours[-1][0] == "main":
+                check(ours[-1][2] == m["spawn"], "%s: the waiting thread at %r, expected line %d" %
+                      (what, ours[-1], m["spawn"]))
+                blocked += count
+            elif ours and ours[-1][0] == "spin":
+                spinning += count
+        check(blocked > 0 and spinning > 0, "%s: %d stacks of the waiting thread, %d of the busy one" %
+              (what, blocked, spinning))
+
+
 # --- unstable: stacks that change under a read ----------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <vector>
@@ -11,6 +12,13 @@ namespace pysample::attach {
 
 // Holds every thread of a process under PTRACE_SEIZE for its lifetime (detaching them all in the
 // destructor, also on exceptions) and stops/resumes them on demand with PTRACE_INTERRUPT.
+//
+// A thread in an uninterruptible wait (the parent of a vfork() child that has not exec'd yet, a
+// process in disk or NFS I/O) stops only when the wait ends. A pause waits at most kStopWait for
+// its threads; one that has not stopped by then is left running, its interrupt still queued, and
+// is let go when it stops, so that it never waits on pysample, nor the threads stopped with it on
+// it. Threads still traced when the suspender ends are detached when they stop, by later pauses
+// or the next suspender's, and by the kernel when pysample exits.
 class ThreadSuspender {
 public:
     explicit ThreadSuspender(pid_t pid);
@@ -35,14 +43,20 @@ public:
     std::optional<int> reaped_exit_status() const { return exit_status_; }
     // How long the last pause() / pause_thread() lasted until its resume.
     std::chrono::nanoseconds last_pause_duration() const { return last_pause_; }
+    // Threads that a pause or pause_thread() gave up waiting for, since the start.
+    std::uint64_t stop_timeouts() const { return stop_timeouts_; }
+
+    static constexpr std::chrono::milliseconds kStopWait{100};
 
 private:
     struct Tracee {
         int pending_signal = 0;
         bool stopped = false;
+        bool interrupt_queued = false;  // interrupted, but it did not stop within kStopWait
     };
     bool seize_new_threads();  // whether it seized any
     bool wait_for_interrupt_stop(pid_t tid, Tracee& tracee);
+    void check_queued_stop(pid_t tid, Tracee& tracee);
     void forget(pid_t tid, int status);
     void detach_all() noexcept;
 
@@ -52,6 +66,7 @@ private:
     std::optional<int> exit_status_;
     std::chrono::steady_clock::time_point pause_start_{};
     std::chrono::nanoseconds last_pause_{0};
+    std::uint64_t stop_timeouts_ = 0;
 };
 
 // Pauses in the constructor, resumes in the destructor.

@@ -33,7 +33,7 @@ struct ThreadInfo {
 
 // One unique stack of one thread, root first, with how many samples saw it.
 struct StackCount {
-    std::uint32_t thread = 0;          // index into Profile::threads()
+    std::uint32_t thread = 0;         // index into Profile::threads()
     std::span<const FrameId> frames;  // held by the profile, valid while it lives
     std::uint64_t count = 0;
 };
@@ -68,7 +68,7 @@ public:
     template <typename Same>
     std::uint32_t find(std::size_t hash, Same same) const {
         if (slots_.empty()) return kNone;
-        auto tag = static_cast<std::uint32_t>(hash);
+        auto tag = tag_of(hash);
         for (std::size_t i = tag & mask(); slots_[i].id != kNone; i = (i + 1) & mask()) {
             if (slots_[i].tag == tag && same(slots_[i].id)) return slots_[i].id;
         }
@@ -83,6 +83,17 @@ private:
         std::uint32_t tag = 0;
     };
     std::size_t mask() const { return slots_.size() - 1; }
+    // Linear probing starts at the tag's low bits, which must be well spread: the combined hashes
+    // of small ids are not, and their clusters made lookups slower with every stack added
+    // (MurmurHash3's 64-bit finalizer).
+    static std::uint32_t tag_of(std::uint64_t hash) {
+        hash ^= hash >> 33;
+        hash *= 0xff51afd7ed558ccdULL;
+        hash ^= hash >> 33;
+        hash *= 0xc4ceb9fe1a85ec53ULL;
+        hash ^= hash >> 33;
+        return static_cast<std::uint32_t>(hash);
+    }
     void place(Slot slot);
     std::vector<Slot> slots_;
     std::size_t used_ = 0;
