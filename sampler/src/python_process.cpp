@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <map>
 #include <regex>
 #include <set>
@@ -43,6 +44,19 @@ bool is_free_threaded_file_name(std::string_view path) {
     return std::regex_match(base, pattern);
 }
 
+namespace {
+
+// Whether a string can end in a version: a digit or '+' last, and "2." or "3." among its last 12
+// characters. A regular expression over every string of a large .rodata takes seconds under
+// sanitizers, and a process caught while it execs may leave no other way to the version.
+bool may_end_in_version(std::string_view text) {
+    if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text.back())) || text.back() == '+')) return false;
+    std::string_view tail = text.substr(text.size() > 12 ? text.size() - 12 : 0);
+    return tail.find("3.") != std::string_view::npos || tail.find("2.") != std::string_view::npos;
+}
+
+}  // namespace
+
 // The interpreter's PY_VERSION literal ("3.11.7") in read-only data. The linker may store it as
 // the tail of a longer string that ends the same way (a build path ending in "Python-3.10.13"),
 // so a version at the end of any string counts when a non-version character precedes it.
@@ -56,7 +70,8 @@ std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf) 
     for (std::size_t i = 0; i < bytes.size(); ++i) {
         if (bytes[i] != 0) continue;
         std::size_t len = i - start;
-        if (len >= 5 && len <= 512) {
+        if (len >= 5 && len <= 512 &&
+            may_end_in_version(std::string_view(reinterpret_cast<const char*>(bytes.data() + start), len))) {
             std::string text(reinterpret_cast<const char*>(bytes.data() + start), len);
             std::smatch match;
             if (std::regex_search(text, match, pattern)) found.emplace(std::stoi(match[1]), std::stoi(match[2]));

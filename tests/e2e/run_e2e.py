@@ -253,6 +253,12 @@ def function_shares(stacks, names):
     return shares, total
 
 
+# How far apart a function's shares read with and without stopping the threads may be. A
+# profile biased against short calls is off by 15 to 45 points here; separate windows of the
+# same workload on a loaded 2-core machine differ by up to about 8.
+SHORT_CALLS_TOLERANCE = 0.10
+
+
 def test_short_calls(pysample, python, tmp):
     """Reading without stopping the threads must not bias the profile against short calls: a loop
     spends about a third of its time in its own code, a third in calls of a few microseconds and a
@@ -261,19 +267,25 @@ def test_short_calls(pysample, python, tmp):
     (--blocking), which is exact."""
     names = ("caller", "short_call", "values")
     shares = {}
+    recorded = {"non-blocking": [], "--blocking": []}
     with Workload(python, "short_calls.py", 30, 1000) as workload:
-        for extra in ([], ["--blocking"]):
-            stacks, _ = record(pysample, workload.pid, tmp, "--rate", "1000", *extra, duration=3)
-            shares[" ".join(extra) or "non-blocking"], total = function_shares(stacks, names)
-            check(total >= 1000, "only %d samples with %r" % (total, extra))
+        # Two windows of each, alternating, so that a drift of the workload's own split over time
+        # (a loaded machine) weighs on both alike.
+        for _ in range(2):
+            for extra in ([], ["--blocking"]):
+                stacks, _ = record(pysample, workload.pid, tmp, "--rate", "1000", *extra, duration=2)
+                recorded[" ".join(extra) or "non-blocking"] += stacks
         check(workload.proc.poll() is None, "the workload died while being profiled")
+    for mode, stacks in recorded.items():
+        shares[mode], total = function_shares(stacks, names)
+        check(total >= 1000, "only %d samples %s" % (total, mode))
     blocking, running = shares["--blocking"], shares["non-blocking"]
     print("innermost-function shares, stopped: %s; running: %s" %
           (", ".join("%s %.1f%%" % (n, 100 * blocking[n]) for n in names),
            ", ".join("%s %.1f%%" % (n, 100 * running[n]) for n in names)))
     for name in names:
         check(blocking[name] >= 0.15, "%s has only %.1f%% of the samples with --blocking" % (name, 100 * blocking[name]))
-        check(abs(running[name] - blocking[name]) <= 0.08,
+        check(abs(running[name] - blocking[name]) <= SHORT_CALLS_TOLERANCE,
               "%s: %.1f%% of the samples read without stopping the threads, %.1f%% with them stopped" %
               (name, 100 * running[name], 100 * blocking[name]))
 
