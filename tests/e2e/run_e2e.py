@@ -126,7 +126,7 @@ def run_pysample(pysample, args, timeout=60):
 
 # Without stopping the threads, a caller's position is read a moment after the thread's innermost
 # frame pointer: a call that returned in between leaves the caller at a line past the call in that
-# sample, under the right functions (README, "Correctness without stopping the target"). Tests of
+# sample, under the right functions (README, "Reading without stopping the target"). Tests of
 # such recordings allow this share of samples, and at least TORN_LINE_SAMPLES samples, to show it.
 TORN_LINE_SHARE = 0.05
 TORN_LINE_SAMPLES = 10
