@@ -18,6 +18,10 @@ namespace {
 
 bool is_interrupt_stop(int status) { return WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP; }
 
+// The signal a stopped thread was about to take, to hand back when it resumes: none for a ptrace
+// event or trap stop (SIGTRAP is ptrace's own).
+int signal_to_pass_on(int status) { return (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0; }
+
 volatile std::sig_atomic_t g_stop_wait_over = 0;
 void on_stop_wait_alarm(int) { g_stop_wait_over = 1; }
 
@@ -68,7 +72,7 @@ void detach_stopped_leftovers() {
         pid_t got = ::waitpid(tid, &status, WNOHANG | __WALL);
         if (got == 0) return false;
         if (got < 0 || WIFEXITED(status) || WIFSIGNALED(status)) return true;
-        int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
+        int sig = signal_to_pass_on(status);
         if (::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) == 0) return true;
         // Stopped for a ptrace event other than the interrupt: let it on towards the interrupt's stop.
         ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
@@ -136,9 +140,7 @@ bool ThreadSuspender::wait_for_interrupt_stop(pid_t tid, Tracee& tracee) {
             return true;
         }
         if (WIFSTOPPED(status)) {
-            int event = status >> 16;
-            int sig = WSTOPSIG(status);
-            if (event == 0 && sig != SIGTRAP) tracee.pending_signal = sig;
+            if (int sig = signal_to_pass_on(status); sig != 0) tracee.pending_signal = sig;
             // Let the thread take its signal (or finish the ptrace event); the interrupt is still queued.
             ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(tracee.pending_signal)));
             tracee.pending_signal = 0;
@@ -156,7 +158,7 @@ void ThreadSuspender::check_queued_stop(pid_t tid, Tracee& tracee) {
         tracee.stopped = true;
         tracee.interrupt_queued = false;
     } else if (WIFSTOPPED(status)) {
-        int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
+        int sig = signal_to_pass_on(status);
         ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
     }
 }
@@ -253,7 +255,7 @@ void ThreadSuspender::serve_stops() {
             ::ptrace(PTRACE_LISTEN, tid, nullptr, nullptr);
         } else if (WIFSTOPPED(status)) {
             if (is_interrupt_stop(status)) tracee.interrupt_queued = false;  // a late stop for an earlier interrupt
-            int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
+            int sig = signal_to_pass_on(status);
             ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
         }
     }
