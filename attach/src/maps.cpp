@@ -1,14 +1,18 @@
 #include "attach/maps.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
 
 #include "attach/error.hpp"
+#include "attach/threads.hpp"
 
 namespace pysample::attach {
 namespace {
@@ -34,6 +38,25 @@ std::string_view next_field(std::string_view& text) {
     return field;
 }
 
+// The kernel writes a newline in a path as "\012" (a line per mapping), and " (deleted)" after the
+// path of a file that was unlinked.
+std::string decode_path(std::string_view text, bool& deleted) {
+    constexpr std::string_view kDeleted = " (deleted)";
+    deleted = text.size() > kDeleted.size() && text.ends_with(kDeleted) && text.front() == '/';
+    if (deleted) text.remove_suffix(kDeleted.size());
+    std::string path;
+    path.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text.substr(i, 4) == "\\012") {
+            path.push_back('\n');
+            i += 3;
+        } else {
+            path.push_back(text[i]);
+        }
+    }
+    return path;
+}
+
 std::optional<MapEntry> parse_line(std::string_view line) {
     MapEntry entry;
     if (!parse_hex(line, entry.start) || !expect(line, '-') || !parse_hex(line, entry.end) || !expect(line, ' ') ||
@@ -43,10 +66,18 @@ std::optional<MapEntry> parse_line(std::string_view line) {
     entry.perms = std::string(next_field(line));
     std::string_view offset = next_field(line);
     if (entry.perms.size() != 4 || !parse_hex(offset, entry.offset)) return std::nullopt;
-    next_field(line);  // device
-    next_field(line);  // inode
+    std::string_view device = next_field(line);
+    std::string_view inode = next_field(line);
+    auto colon = device.find(':');
+    if (colon != std::string_view::npos) {
+        std::string_view major = device.substr(0, colon);
+        std::string_view minor = device.substr(colon + 1);
+        std::from_chars(major.data(), major.data() + major.size(), entry.device_major, 16);
+        std::from_chars(minor.data(), minor.data() + minor.size(), entry.device_minor, 16);
+    }
+    std::from_chars(inode.data(), inode.data() + inode.size(), entry.inode, 10);
     while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
-    entry.path = std::string(line);
+    entry.path = decode_path(line, entry.deleted);
     return entry;
 }
 
@@ -74,6 +105,20 @@ std::vector<MapEntry> read_maps(pid_t pid) {
     std::stringstream buffer;
     buffer << in.rdbuf();
     return parse_maps(buffer.str());
+}
+
+std::string openable_mapped_file(pid_t pid, const MapEntry& mapping, bool* replaced) {
+    std::string in_root = path_in_root(pid, mapping.path);
+    struct stat on_disk {};
+    // The inode alone: overlay file systems (containers) may show another device in the maps.
+    bool same_file = !mapping.deleted && ::stat(in_root.c_str(), &on_disk) == 0 &&
+                     (mapping.inode == 0 || on_disk.st_ino == mapping.inode);
+    if (replaced != nullptr) *replaced = !same_file;
+    if (same_file) return in_root;
+    char range[64];
+    std::snprintf(range, sizeof range, "/%llx-%llx", static_cast<unsigned long long>(mapping.start),
+                  static_cast<unsigned long long>(mapping.end));
+    return "/proc/" + std::to_string(pid) + "/map_files" + range;
 }
 
 const MapEntry* first_mapping_of(const std::vector<MapEntry>& maps, std::string_view path) {

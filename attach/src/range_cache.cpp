@@ -48,25 +48,49 @@ const RangeCache::Held* RangeCache::find(std::uint64_t addr, std::size_t len) {
     return best;
 }
 
-// Bytes the batch did not hold, read on demand with some of their surroundings.
+// Bytes the batch did not hold, read on demand with some of their surroundings. A miss next to the
+// previous one (a deep stack walked frame after frame past what the batch holds) widens the window
+// read, towards where the walk is going, so that a walk of thousands of frames costs tens of reads
+// rather than thousands.
 const RangeCache::Held* RangeCache::fetch(std::uint64_t addr, std::size_t len) {
+    std::uint64_t reach = miss_window_ + kMissNeighbourhood;
+    bool next_to_last = last_miss_ != 0 && addr + len + reach >= last_miss_ && addr <= last_miss_ + reach;
+    miss_window_ = next_to_last ? std::min(miss_window_ * 2, kMaxMissWindow) : kMissAlignment;
+    bool downwards = next_to_last && addr < last_miss_;
+    last_miss_ = addr;
     std::uint64_t first = align_down(addr, kMissAlignment);
     std::uint64_t end = align_down(addr + len + kMissAlignment - 1, kMissAlignment);
-    std::size_t offset = reserve(static_cast<std::size_t>(end - first));
-    // Bytes at the edge of a mapping may be readable where their surroundings are not.
-    if (!backing_.read(first, buffer_.data() + offset, static_cast<std::size_t>(end - first))) {
-        buffer_used_ = offset;
-        first = addr;
-        end = addr + len;
-        offset = reserve(len);
-        if (!backing_.read(first, buffer_.data() + offset, len)) {
-            buffer_used_ = offset;
-            return nullptr;
+    if (miss_window_ > kMissAlignment) {
+        if (downwards) {
+            first = end - std::min<std::uint64_t>(end, std::max<std::uint64_t>(miss_window_, end - first));
+        } else {
+            end = std::min(kUserSpaceEnd, first + std::max<std::uint64_t>(miss_window_, end - first));
         }
     }
-    ++misses_;
-    hold(first, static_cast<std::size_t>(end - first), offset);
-    return find(addr, len);
+    if (const Held* held = fetch_exactly(addr, len, first, end)) return held;
+    miss_window_ = kMissAlignment;
+    return nullptr;
+}
+
+// Reads [first, end), which holds [addr, addr + len); bytes at the edge of a mapping may be
+// readable where their surroundings are not, so on failure the aligned neighbourhood, then the
+// bytes alone, are tried.
+const RangeCache::Held* RangeCache::fetch_exactly(std::uint64_t addr, std::size_t len, std::uint64_t first,
+                                                  std::uint64_t end) {
+    const std::pair<std::uint64_t, std::uint64_t> tries[] = {
+        {first, end},
+        {align_down(addr, kMissAlignment), align_down(addr + len + kMissAlignment - 1, kMissAlignment)},
+        {addr, addr + len}};
+    for (const auto& [from, to] : tries) {
+        std::size_t offset = reserve(static_cast<std::size_t>(to - from));
+        if (backing_.read(from, buffer_.data() + offset, static_cast<std::size_t>(to - from))) {
+            ++misses_;
+            hold(from, static_cast<std::size_t>(to - from), offset);
+            return find(addr, len);
+        }
+        buffer_used_ = offset;
+    }
+    return nullptr;
 }
 
 std::size_t RangeCache::reserve(std::size_t len) {
@@ -163,6 +187,8 @@ void RangeCache::age_kept_notes() {
 void RangeCache::refresh() {
     held_.clear();
     last_ = kNone;
+    last_miss_ = 0;
+    miss_window_ = kMissAlignment;
     longest_held_ = 0;
     buffer_used_ = 0;
 }

@@ -84,9 +84,38 @@ std::vector<pid_t> list_threads(pid_t pid) {
     return tids;
 }
 
+bool is_thread_of(pid_t pid, pid_t tid) {
+    return tid > 0 && ::access(proc_path(pid, "/task/" + std::to_string(tid)).c_str(), F_OK) == 0;
+}
+
 char read_thread_state(pid_t pid, pid_t tid) {
     auto stat = read_small_file(proc_path(pid, "/task/" + std::to_string(tid) + "/stat"));
     return stat ? state_in_stat(*stat) : '?';
+}
+
+std::optional<long> status_field(pid_t pid, pid_t tid, std::string_view field) {
+    auto status = read_small_file(proc_path(pid, "/task/" + std::to_string(tid) + "/status"));
+    if (!status) return std::nullopt;
+    std::string_view text(*status);
+    for (std::size_t start = 0; start < text.size();) {
+        auto end = text.find('\n', start);
+        auto line = text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+        start = end == std::string_view::npos ? text.size() : end + 1;
+        if (!line.starts_with(field) || line.size() <= field.size() || line[field.size()] != ':') continue;
+        auto last = line.find_last_of(" \t");
+        if (last == std::string_view::npos) return std::nullopt;
+        char* parsed_end = nullptr;
+        std::string number(line.substr(last + 1));
+        long value = std::strtol(number.c_str(), &parsed_end, 10);
+        if (parsed_end == number.c_str() || *parsed_end != '\0') return std::nullopt;
+        return value;
+    }
+    return std::nullopt;
+}
+
+pid_t tracer_of(pid_t pid, pid_t tid) {
+    auto tracer = status_field(pid, tid, "TracerPid");
+    return tracer ? static_cast<pid_t>(*tracer) : -1;
 }
 
 std::optional<ThreadStatus> read_thread_status(pid_t pid, pid_t tid) {
@@ -109,6 +138,20 @@ std::string read_cmdline(pid_t pid) {
     return raw;
 }
 
+std::string process_image(pid_t pid) {
+    auto stat = read_small_file(proc_path(pid, "/stat"));
+    if (!stat) return {};
+    auto close = stat->rfind(')');
+    if (close == std::string::npos) return {};
+    // Fields from the state (3rd) on; startcode, endcode and startstack are the 26th to 28th,
+    // start_brk and arg_start the 47th and 48th.
+    std::istringstream fields(stat->substr(close + 2));
+    std::vector<std::string> values;
+    for (std::string field; fields >> field;) values.push_back(field);
+    auto field = [&](std::size_t number) { return number - 3 < values.size() ? values[number - 3] : std::string(); };
+    return read_exe_path(pid) + " " + field(26) + " " + field(27) + " " + field(28) + " " + field(47) + " " + field(48);
+}
+
 std::string read_exe_path(pid_t pid) {
     char buf[PATH_MAX];
     ssize_t n = ::readlink(proc_path(pid, "/exe").c_str(), buf, sizeof(buf) - 1);
@@ -127,33 +170,61 @@ std::string path_in_root(pid_t pid, const std::string& path) {
 namespace pysample::attach {
 
 ThreadStateReader::~ThreadStateReader() {
-    for (auto& [tid, fd] : fds_) ::close(fd);
+    for (auto& [tid, files] : files_) {
+        if (files.stat >= 0) ::close(files.stat);
+        if (files.schedstat >= 0) ::close(files.schedstat);
+    }
 }
 
-char ThreadStateReader::read_state(pid_t tid) {
-    int fd = -1;
-    for (auto& [known, known_fd] : fds_) {
-        if (known == tid) fd = known_fd;
-    }
+ThreadStateReader::Files& ThreadStateReader::files(pid_t tid) { return files_[tid]; }
+
+namespace {
+
+// Reads a small /proc file of the thread through a descriptor kept open in `fd`.
+ssize_t read_task_file(pid_t pid, pid_t tid, const char* name, int& fd, char* buf, std::size_t size) {
     if (fd < 0) {
-        std::string path = "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(tid) + "/stat";
+        std::string path = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/" + name;
         fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return '?';
-        fds_.emplace_back(tid, fd);
+        if (fd < 0) return -1;
     }
+    return ::pread(fd, buf, size - 1, 0);
+}
+
+}  // namespace
+
+char ThreadStateReader::read_state(pid_t tid) {
     char buf[512];
-    ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    ssize_t n = read_task_file(pid_, tid, "stat", files(tid).stat, buf, sizeof buf);
     if (n <= 0) return '?';
     return state_in_stat(std::string_view(buf, static_cast<std::size_t>(n)));
+}
+
+std::optional<ThreadStateReader::CpuTimes> ThreadStateReader::read_cpu_times(pid_t tid) {
+    char buf[128];
+    ssize_t n = read_task_file(pid_, tid, "schedstat", files(tid).schedstat, buf, sizeof buf);
+    if (n <= 0) return std::nullopt;
+    buf[n] = '\0';
+    char* end = nullptr;
+    CpuTimes times;
+    times.running = std::strtoull(buf, &end, 10);
+    if (end == buf) return std::nullopt;
+    char* waiting_end = nullptr;
+    times.waiting = std::strtoull(end, &waiting_end, 10);
+    if (waiting_end == end) return std::nullopt;
+    times.runs = std::strtoull(waiting_end, nullptr, 10);
+    return times;
 }
 
 std::vector<std::pair<pid_t, char>> ThreadStateReader::read_all() {
     std::vector<std::pair<pid_t, char>> states;
     auto tids = list_threads(pid_);
     // Forget threads that have gone so their descriptors do not pile up.
-    std::erase_if(fds_, [&](const auto& entry) {
+    std::erase_if(files_, [&](auto& entry) {
         bool gone = std::find(tids.begin(), tids.end(), entry.first) == tids.end();
-        if (gone) ::close(entry.second);
+        if (gone) {
+            if (entry.second.stat >= 0) ::close(entry.second.stat);
+            if (entry.second.schedstat >= 0) ::close(entry.second.schedstat);
+        }
         return gone;
     });
     for (pid_t tid : tids) states.emplace_back(tid, read_state(tid));
@@ -163,6 +234,49 @@ std::vector<std::pair<pid_t, char>> ThreadStateReader::read_all() {
 }  // namespace pysample::attach
 
 namespace pysample::attach {
+
+NamespaceTids::NamespaceTids(pid_t pid) : pid_(pid) {
+    auto status = read_small_file(proc_path(pid, "/status"));
+    if (!status) return;
+    auto line = status->find("\nNSpid:");
+    if (line == std::string::npos) return;
+    std::istringstream ids(status->substr(line + 7, status->find('\n', line + 1) - line - 7));
+    std::size_t count = 0;
+    for (long id = 0; ids >> id;) ++count;
+    separate_ = count > 1;
+    if (separate_) refresh();
+}
+
+void NamespaceTids::refresh() {
+    refreshed_at_ = std::chrono::steady_clock::now();
+    ids_.clear();
+    for (pid_t tid : list_threads(pid_)) {
+        if (auto inner = status_field(pid_, tid, "NSpid")) ids_.emplace_back(static_cast<pid_t>(*inner), tid);
+    }
+    std::sort(ids_.begin(), ids_.end());
+}
+
+// A thread not known yet makes the tasks be read again, at most every few milliseconds.
+pid_t NamespaceTids::to_host(pid_t inner) {
+    if (!separate_) return inner;
+    constexpr auto kRefreshEvery = std::chrono::milliseconds(5);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        auto it = std::lower_bound(ids_.begin(), ids_.end(), std::pair<pid_t, pid_t>(inner, 0));
+        if (it != ids_.end() && it->first == inner) return it->second;
+        if (attempt > 0 || std::chrono::steady_clock::now() - refreshed_at_ < kRefreshEvery) break;
+        refresh();
+    }
+    return 0;
+}
+
+pid_t NamespaceTids::to_inner(pid_t host) {
+    if (!separate_) return host;
+    for (const auto& [inner, known] : ids_) {
+        if (known == host) return inner;
+    }
+    return 0;
+}
+
 namespace {
 
 constexpr std::size_t kPthreadScanBytes = 2048;

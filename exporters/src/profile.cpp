@@ -123,16 +123,17 @@ void Profile::record_time(std::uint64_t time_us, StackId stack) {
     }
 }
 
-StackId Profile::add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first) {
-    StackId id = add(thread, root_first, 1);
-    record_time(time_us, id);
+StackId Profile::add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first,
+                        std::uint64_t count) {
+    StackId id = add(thread, root_first, count);
+    for (std::uint64_t i = 0; i < count; ++i) record_time(time_us, id);
     return id;
 }
 
-void Profile::add_again(std::uint64_t time_us, StackId stack) {
-    ++total_;
-    ++stacks_[stack].count;
-    record_time(time_us, stack);
+void Profile::add_again(std::uint64_t time_us, StackId stack, std::uint64_t count) {
+    total_ += count;
+    stacks_[stack].count += count;
+    for (std::uint64_t i = 0; i < count; ++i) record_time(time_us, stack);
 }
 
 std::vector<FunctionTime> top_functions(const Profile& profile, std::size_t limit) {

@@ -6,6 +6,7 @@
 #include "attach/error.hpp"
 #include "attach/threads.hpp"
 #include "exporters/utf8.hpp"
+#include "frames.hpp"
 #include "locals.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
@@ -51,8 +52,11 @@ void print_locals(const FrameLocals& locals, std::ostream& out) {
 
 void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, std::ostream& out) {
     out << "Thread " << thread.id;
+    if (thread.namespace_id != 0) out << " (" << thread.namespace_id << " in its PID namespace)";
     if (!thread.name.empty()) out << " \"" << exporters::escape_control_characters(thread.name) << "\"";
-    out << (thread.idle ? " (idle)" : " (active)") << (thread.holds_gil ? " (holds the GIL)" : "") << ":\n";
+    out << (thread.idle ? " (idle)" : " (active)") << (thread.holds_gil ? " (holds the GIL)" : "");
+    if (thread.interpreter != 0) out << " (interpreter " << thread.interpreter << ")";
+    out << ":\n";
     if (thread.result != WalkResult::Ok) {
         out << "  <stack could not be read: " << describe(thread.result) << ">\n";
         return;
@@ -65,6 +69,14 @@ void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, std
     for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
         if (it->native != nullptr) {
             out << "  [native] " << exporters::frame_label(profile_frame(*it->native, true), true) << "\n";
+            continue;
+        }
+        if (it->is_interpreter_marker()) {
+            out << "  " << interpreter_label(it->interpreter) << "\n";
+            continue;
+        }
+        if (it->code == nullptr) {
+            out << "  ... " << omitted_frames_label(it->omitted) << " ...\n";
             continue;
         }
         out << "  File \"" << exporters::escape_control_characters(it->code->filename) << "\", line " << it->line
@@ -91,6 +103,8 @@ Json frame_json(const PyFrame& frame, const LocalsByFrame& locals, bool with_loc
         auto label = profile_frame(*frame.native, true);
         return {{"native", true}, {"function", label.function}, {"filename", label.filename}, {"line", label.line}};
     }
+    if (frame.is_interpreter_marker()) return {{"interpreter", frame.interpreter}};
+    if (frame.code == nullptr) return {{"omitted", frame.omitted}};
     Json out = {{"function", frame.code->function}, {"filename", frame.code->filename}, {"line", frame.line}};
     if (!with_locals) return out;
     const FrameLocals* frame_locals = locals_of(frame, locals);
@@ -102,9 +116,11 @@ Json frame_json(const PyFrame& frame, const LocalsByFrame& locals, bool with_loc
 
 Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool with_locals) {
     Json out = {{"id", thread.id},
+                {"namespace_id", thread.namespace_id != 0 ? Json(thread.namespace_id) : Json(nullptr)},
                 {"name", thread.name},
                 {"idle", thread.idle},
                 {"holds_gil", thread.holds_gil},
+                {"interpreter", thread.interpreter},
                 {"frames", Json::array()}};
     if (thread.result != WalkResult::Ok) out["error"] = std::string(describe(thread.result));
     if (thread.native != MergeResult::Merged) out["native_error"] = std::string(describe(thread.native));
@@ -166,7 +182,7 @@ int run_dump(const DumpOptions& options) {
     }
     std::vector<const ThreadSnapshot*> shown;
     for (const auto& thread : threads) {
-        if (!options.gil || thread.holds_gil) shown.push_back(&thread);
+        if (!thread.joined && (!options.gil || thread.holds_gil)) shown.push_back(&thread);
     }
     if (options.json) {
         print_json(process, shown, locals, options.locals, std::cout);

@@ -33,6 +33,7 @@ struct PythonLayout {
     int64_t tstate_frame;  // frame up to 3.10, cframe in 3.11/3.12, current_frame from 3.13
     int64_t tstate_thread_id;
     int64_t tstate_native_thread_id;
+    int64_t tstate_cframe;  // cframe (3.10 to 3.12): a _PyCFrame on the C stack of the thread running the state
 
     // _PyCFrame (3.11, 3.12)
     int64_t cframe_current_frame;

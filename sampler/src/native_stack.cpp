@@ -77,6 +77,7 @@ std::string_view describe(MergeResult result) {
         case MergeResult::Unwind: return "native stack not unwound";
         case MergeResult::MoreEvalCalls: return "evaluation call without Python frames";
         case MergeResult::FewerEvalCalls: return "Python frames without an evaluation call";
+        case MergeResult::CutStack: return "Python stack cut in the middle";
     }
     return "unknown";
 }
@@ -158,7 +159,9 @@ void NativeStacks::log_unmerged(const EvalCalls& calls, const std::vector<PyFram
                   process_.pid(), native, python, ends);
 }
 
-MergeResult NativeStacks::merge(const NativeCapture& capture, const EvalCalls& calls, std::vector<PyFrame>& frames) {
+MergeResult NativeStacks::merge(const NativeCapture& capture, const EvalCalls& calls, std::vector<PyFrame>& frames,
+                                bool switches_stacks) {
+    if (calls.cut) return count(MergeResult::CutStack);
     if (!capture.ok) return count(MergeResult::NoRegisters);
     if (capture.stack.bytes.empty()) return count(MergeResult::StackCopy);
     auto unwound = unwinder_.unwind(capture.registers, capture.stack, pcs_);
@@ -178,13 +181,24 @@ MergeResult NativeStacks::merge(const NativeCapture& capture, const EvalCalls& c
     // thread's chain or after it unlinked its last: it then runs no Python frame. No other call
     // can be in that state, since the calls inside it were made from its frames.
     bool innermost_call_empty = eval_frames == calls.ends.size() + 1;
+    // A thread that switches between stacks of its own (greenlets) runs the current one's frames
+    // in its innermost calls; the outer calls run the frames of the stack that switched to it,
+    // which the thread's chain no longer links: they stay as native frames.
+    std::size_t outer_calls_unlinked = 0;
+    if (switches_stacks && eval_frames > calls.ends.size()) {
+        outer_calls_unlinked = eval_frames - calls.ends.size();
+        innermost_call_empty = false;
+    }
 
     merged_.clear();
     std::size_t call = 0;
     std::uint32_t begin = 0;
+    std::size_t evals_seen = 0;
     for (const auto* info : infos_) {
-        if (!is_eval_function(*info) || innermost_call_empty) {
-            if (is_eval_function(*info)) innermost_call_empty = false;
+        bool eval = is_eval_function(*info);
+        if (eval) ++evals_seen;
+        if (!eval || innermost_call_empty || evals_seen > eval_frames - outer_calls_unlinked) {
+            if (eval) innermost_call_empty = false;
             merged_.push_back({nullptr, 0, info});
             continue;
         }

@@ -27,11 +27,12 @@ struct NativeCapture {
 
 enum class MergeResult {
     Merged,
-    NoRegisters,    // the thread could not be stopped or its registers read
-    StackCopy,      // its stack memory could not be copied
-    Unwind,         // the native stack did not unwind to its outermost frame
-    MoreEvalCalls,  // the native stack has evaluation calls the Python frames do not account for
-    FewerEvalCalls  // Python frames that no native evaluation call runs
+    NoRegisters,     // the thread could not be stopped or its registers read
+    StackCopy,       // its stack memory could not be copied
+    Unwind,          // the native stack did not unwind to its outermost frame
+    MoreEvalCalls,   // the native stack has evaluation calls the Python frames do not account for
+    FewerEvalCalls,  // Python frames that no native evaluation call runs
+    CutStack         // the Python stack was too deep to keep whole
 };
 std::string_view describe(MergeResult result);
 
@@ -54,7 +55,9 @@ public:
     void capture(pid_t tid, NativeCapture& out);
     // Call after resuming. Replaces `frames` (Python frames, innermost first) by the merged stack;
     // when the stacks cannot be merged, leaves `frames` as they are and says why.
-    MergeResult merge(const NativeCapture& capture, const EvalCalls& calls, std::vector<PyFrame>& frames);
+    // `switches_stacks`: the thread was seen running more than one stack of its own (greenlets).
+    MergeResult merge(const NativeCapture& capture, const EvalCalls& calls, std::vector<PyFrame>& frames,
+                      bool switches_stacks = false);
 
     const NativeStats& stats() const { return stats_; }
 

@@ -36,6 +36,15 @@ std::optional<std::uint64_t> runtime_in(const symbolize::ElfFile& elf) {
     return std::nullopt;
 }
 
+// PyPy's interpreter lives in libpypy*-c.so, or in a pypy executable built without it.
+std::optional<std::string> pypy_in(const std::vector<attach::MapEntry>& maps) {
+    for (const auto& entry : maps) {
+        std::string base = basename_of(entry.path);
+        if (base.rfind("libpypy", 0) == 0 || base.rfind("pypy", 0) == 0) return entry.path;
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 bool is_free_threaded_file_name(std::string_view path) {
@@ -124,11 +133,23 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
                         "unstripped build (e.g. pyenv's)");
     }
     if (!binary) {
+        if (auto pypy = pypy_in(maps)) {
+            throw Error(ErrorKind::UnsupportedVersion,
+                        "process " + std::to_string(pid) + " runs PyPy (" + *pypy +
+                            "): pysample reads CPython's interpreter only, and PyPy's is another one");
+        }
         throw Error(ErrorKind::NotPython, "process " + std::to_string(pid) + " (" + attach::read_exe_path(pid) +
                                               ") is not a Python process: no python binary or libpython "
                                               "carrying the interpreter runtime is mapped");
     }
     binary_path_ = binary->path;
+    binary_replaced_ = binary->replaced;
+    if (binary_replaced_) {
+        spdlog::warn(
+            "process {}: {} was deleted or replaced on disk since the process loaded it; reading the "
+            "file the process still maps",
+            pid, binary_path_);
+    }
     if (is_free_threaded_file_name(binary_path_)) refuse_free_threaded("its file name");
     version_ = version_override ? *version_override : detect_version(*binary);
     auto layout = find_layout(version_.major, version_.minor);
@@ -180,12 +201,13 @@ std::optional<PythonProcess::Candidate> PythonProcess::find_interpreter_binary(
     std::optional<Candidate> chosen;
     for (const auto& [path, mapping] : lowest) {
         try {
-            auto elf = std::make_unique<symbolize::ElfFile>(attach::path_in_root(pid_, path));
+            bool replaced = false;
+            auto elf = std::make_unique<symbolize::ElfFile>(attach::openable_mapped_file(pid_, *mapping, &replaced));
             if (!defines_runtime(*elf)) {
                 if (defines_python_api(*elf)) stripped_binary_ = path;
                 continue;
             }
-            Candidate candidate{path, std::move(elf), 0};
+            Candidate candidate{path, std::move(elf), 0, replaced};
             candidate.bias = candidate.elf->load_bias(*mapping);
             bool is_library = basename_of(path).rfind("libpython", 0) == 0;
             if (!chosen || is_library) chosen = std::move(candidate);

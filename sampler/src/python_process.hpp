@@ -65,6 +65,8 @@ public:
     const PythonVersion& version() const { return version_; }
     const PythonLayout& layout() const { return layout_; }
     const std::string& binary_path() const { return binary_path_; }
+    // The interpreter's file was deleted or replaced on disk (an upgrade) after the process loaded it.
+    bool binary_replaced() const { return binary_replaced_; }
     attach::ProcessMemory& memory() { return memory_; }
     // _PyRuntime (3.7+), 0 before 3.7.
     std::uint64_t runtime_address() const { return runtime_address_; }
@@ -78,6 +80,12 @@ public:
     // The global _PyThreadState_Current of 2.7 and 3.6 (the thread holding the GIL); 0 otherwise.
     std::uint64_t thread_state_current_address() const { return thread_state_current_address_; }
     symbolize::CodeObjectLayout code_layout() const;
+    // Whether the thread running a sub-interpreter's thread state can be found: from 3.13 each
+    // thread gets a state of its own, bound to it; 3.10 to 3.12 may run a state on another thread
+    // than its creator, but its _PyCFrame then lies on that thread's C stack. Before 3.10 neither.
+    bool knows_subinterpreter_threads() const {
+        return layout_.tstate_cframe >= 0 || version_.major > 3 || (version_.major == 3 && version_.minor >= 13);
+    }
     // Address of the first interpreter, 0 while the runtime is not initialised yet.
     std::uint64_t interpreter_head(attach::Memory& memory) const;
 
@@ -86,6 +94,7 @@ private:
         std::string path;  // as in the target's maps
         std::unique_ptr<symbolize::ElfFile> elf;
         std::uint64_t bias = 0;
+        bool replaced = false;  // the file at its path is no longer the one mapped
     };
     // A binary defines the interpreter runtime when it has _PyRuntime (3.7+) or interp_head (a
     // local symbol before 3.7, so only in an unstripped .symtab).
@@ -110,6 +119,7 @@ private:
     BuiltinObjects builtins_;
     std::uint64_t thread_state_current_address_ = 0;
     bool layout_from_debug_offsets_ = false;
+    bool binary_replaced_ = false;
 };
 
 }  // namespace pysample::sampler

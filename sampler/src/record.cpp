@@ -16,6 +16,7 @@
 #include "attach/launch.hpp"
 #include "attach/processes.hpp"
 #include "exporters/utf8.hpp"
+#include "frames.hpp"
 #include "launch_target.hpp"
 #include "options.hpp"
 #include "output_file.hpp"
@@ -47,7 +48,8 @@ struct SampledProcess {
     PythonProcess* process = nullptr;
     std::unique_ptr<PythonProcess> owned;  // descendants are owned here; the target by run_record
     std::unique_ptr<Snapshotter> snapshotter;
-    std::string command_line;  // to notice an exec
+    std::string command_line;  // as it was when the process was attached: its root frame's label
+    std::string image;         // attach::process_image(): changes when the process execs
     exporters::FrameId root = 0;
     // Each thread's last stack, to count a repeat of it without building it again.
     struct LastStack {
@@ -60,36 +62,48 @@ struct SampledProcess {
 
 class Recorder {
 public:
-    // `target` may be null with --subprocesses: a launcher that is not Python, whose Python
-    // descendants are followed.
-    Recorder(PythonProcess* target, pid_t root_pid, const RecordOptions& options)
-        : options_(options), target_(target), root_pid_(root_pid) {
+    // `target` may be null: a launcher that is not Python (yet), or with --subprocesses one whose
+    // Python descendants are followed. The process `root_pid` is watched for execs either way.
+    Recorder(std::unique_ptr<PythonProcess> target, pid_t root_pid, const RecordOptions& options)
+        : options_(options), root_pid_(root_pid) {
         profile_.keep_timeline(std::any_of(options.outputs.begin(), options.outputs.end(), [](const auto& output) {
             return exporters::shows_time_order(output.format);
         }));
-        if (target != nullptr) add_process(*target, nullptr);
+        if (target != nullptr) {
+            auto& ref = *target;
+            add_process(ref, std::move(target));
+        }
     }
 
     // Takes one sample into the profile; false once every sampled process is gone.
     bool sample(std::uint64_t time_us) {
         ++ticks_;
-        if (options_.subprocesses) follow_descendants(time_us);
+        follow_processes(time_us, false);
         bool failed = false;
+        bool look_again = false;
         for (auto it = processes_.begin(); it != processes_.end();) {
             auto outcome = it->snapshotter->take(threads_, options_.idle);
             if (outcome == Snapshotter::Outcome::ProcessGone) {
                 retire(it);
                 continue;
             }
+            // A process that exec'ed fails to read: its image is checked at once.
+            if (outcome == Snapshotter::Outcome::Failed && exec_ed(*it)) {
+                look_again = true;
+                ++it;
+                continue;
+            }
             failed = failed || outcome == Snapshotter::Outcome::Failed;
             for (const auto& thread : threads_) {
-                if ((options_.gil ? !thread.holds_gil : thread.idle && !options_.idle) || thread.frames.empty())
-                    continue;
-                add_to_profile(*it, thread, time_us);
+                if (thread.frames.empty() || thread.joined) continue;
+                // --gil keeps the holder whatever it does; CPU time counts what each thread ran.
+                std::uint64_t samples = options_.gil ? (thread.holds_gil ? 1 : 0) : thread.weight;
+                if (samples > 0) add_to_profile(*it, thread, time_us, samples);
             }
             ++it;
         }
-        if (processes_.empty() && !(options_.subprocesses && root_alive())) {
+        if (look_again) follow_processes(time_us, true);
+        if (processes_.empty() && !root_alive()) {
             --ticks_;
             return false;
         }
@@ -115,25 +129,30 @@ public:
         return processes_.empty() ? last_mean_pause_ : processes_.front().snapshotter->mean_pause();
     }
     bool stops_each_thread() const { return options_.native != NativeMode::Off && !options_.blocking; }
-    // Times a thread did not stop within the bound of a pause, across every process sampled.
-    std::uint64_t stop_timeouts() {
-        std::uint64_t total = retired_stop_timeouts_;
+    // Threads that a pause could not stop, across every process sampled.
+    attach::StopFailures stop_failures() {
+        attach::StopFailures total = retired_stop_failures_;
         for (const auto& sampled : processes_) {
-            if (auto* suspender = sampled.snapshotter->suspender()) total += suspender->stop_timeouts();
+            if (auto* suspender = sampled.snapshotter->suspender())
+                add_stop_failures(total, suspender->stop_failures());
         }
         return total;
     }
+    void serve_stops() {
+        for (auto& sampled : processes_) sampled.snapshotter->serve_stops();
+    }
     attach::ThreadSuspender* suspender() {
-        return target_ != nullptr && !processes_.empty() && processes_.front().process == target_
+        return !processes_.empty() && processes_.front().process->pid() == root_pid_
                    ? processes_.front().snapshotter->suspender()
                    : nullptr;
     }
     // Exit status of the target if its suspender reaped it before letting go of it.
     std::optional<int> reaped_exit_status() const { return reaped_; }
     std::size_t processes_followed() const { return followed_; }
+    std::size_t execs_followed() const { return execs_; }
 
 private:
-    static constexpr std::uint64_t kDescendantScanUs = 200'000;
+    static constexpr std::uint64_t kProcessScanUs = 200'000;
 
     void add_process(PythonProcess& process, std::unique_ptr<PythonProcess> owned) {
         SampledProcess sampled;
@@ -142,45 +161,73 @@ private:
         sampled.snapshotter = std::make_unique<Snapshotter>(process, options_.blocking, options_.native);
         sampled.snapshotter->read_gil(options_.gil);
         sampled.command_line = attach::read_cmdline(process.pid());
+        sampled.image = attach::process_image(process.pid());
         if (options_.subprocesses) {
             std::string label = "process " + std::to_string(process.pid()) + " " + sampled.command_line;
             if (label.size() > 200) label = label.substr(0, 197) + "...";
             sampled.root = profile_.intern({label, "", 0, 0});
         }
-        known_.insert(process.pid());
+        images_[process.pid()] = {sampled.image, std::chrono::steady_clock::now(), true};
         ++followed_;
         processes_.push_back(std::move(sampled));
     }
 
-    // Descendants are looked for a few times a second; one that exec'ed is attached afresh.
-    void follow_descendants(std::uint64_t time_us) {
-        if (time_us < next_scan_us_) return;
-        next_scan_us_ = time_us + kDescendantScanUs;
+    // Whether the process now runs another program than the one attached (a title changed with
+    // setproctitle, as gunicorn and celery do, is no exec).
+    bool exec_ed(const SampledProcess& sampled) const {
+        std::string image = attach::process_image(sampled.process->pid());
+        return !image.empty() && image != sampled.image;
+    }
+
+    // A few times a second, and at once when a read fails: a process that exec'ed is attached
+    // afresh (or, when it does not run Python now, watched until it does or exits), and with
+    // --subprocesses new Python descendants are attached. A process found not to be Python is
+    // looked at again only once it has exec'ed.
+    void follow_processes(std::uint64_t time_us, bool at_once) {
+        if (!at_once && time_us < next_scan_us_) return;
+        next_scan_us_ = time_us + kProcessScanUs;
         for (auto it = processes_.begin(); it != processes_.end();) {
-            if (it->process != target_ && attach::read_cmdline(it->process->pid()) != it->command_line) {
-                known_.erase(it->process->pid());
-                retire(it);
+            if (!exec_ed(*it)) {
+                ++it;
                 continue;
             }
-            ++it;
+            pid_t pid = it->process->pid();
+            ++execs_;
+            spdlog::info("process {} exec'ed: {}", pid,
+                         exporters::escape_control_characters(attach::read_cmdline(pid)));
+            images_.erase(pid);
+            retire(it);
         }
-        auto candidates = attach::descendants(root_pid_);
-        candidates.insert(candidates.begin(), root_pid_);
+        std::vector<pid_t> candidates{root_pid_};
+        if (options_.subprocesses) {
+            auto descendants = attach::descendants(root_pid_);
+            candidates.insert(candidates.end(), descendants.begin(), descendants.end());
+        }
+        auto now = std::chrono::steady_clock::now();
         for (pid_t pid : candidates) {
-            if (known_.count(pid) != 0 || not_python_.count(pid) != 0) continue;
+            auto image = attach::process_image(pid);
+            auto known = images_.find(pid);
+            // A program that has just been exec'ed may still be loading libpython.
+            if (image.empty() || (known != images_.end() && known->second.image == image &&
+                                  (known->second.attached || now - known->second.seen > kLoadingTime))) {
+                continue;
+            }
             try {
                 auto process = std::make_unique<PythonProcess>(pid, options_.python_version);
                 auto& ref = *process;
                 add_process(ref, std::move(process));
-                spdlog::info("following process {}: {}", pid, processes_.back().command_line);
+                spdlog::info("following process {}: {}", pid,
+                             exporters::escape_control_characters(processes_.back().command_line));
             } catch (const attach::Error& e) {
                 // Not Python (yet: it may exec an interpreter later), or already gone.
-                if (e.kind() != attach::ErrorKind::NotPython) continue;
-                not_python_[pid] = attach::read_cmdline(pid);
+                if (e.kind() == attach::ErrorKind::NotPython &&
+                    (known == images_.end() || known->second.image != image))
+                    images_[pid] = {image, now, false};
             }
         }
-        // A non-Python child that exec'ed gets another look.
-        std::erase_if(not_python_, [](const auto& entry) { return attach::read_cmdline(entry.first) != entry.second; });
+        if (images_.size() > kMaxRememberedProcesses) {
+            std::erase_if(images_, [](const auto& entry) { return attach::process_image(entry.first).empty(); });
+        }
     }
 
     bool root_alive() const {
@@ -191,8 +238,9 @@ private:
     void retire(std::vector<SampledProcess>::iterator& it) {
         add_stats(retired_stats_, it->snapshotter->stats());
         if (const auto* native = it->snapshotter->native_stats()) add_native_stats(retired_native_, *native);
-        if (auto* suspender = it->snapshotter->suspender()) retired_stop_timeouts_ += suspender->stop_timeouts();
-        if (it->process == target_) {
+        if (auto* suspender = it->snapshotter->suspender())
+            add_stop_failures(retired_stop_failures_, suspender->stop_failures());
+        if (it->process->pid() == root_pid_) {
             last_mean_pause_ = it->snapshotter->mean_pause();
             if (auto* suspender = it->snapshotter->suspender()) reaped_ = suspender->reaped_exit_status();
         }
@@ -202,7 +250,17 @@ private:
     static void add_stats(SnapshotStats& into, const SnapshotStats& from) {
         into.thread_stacks += from.thread_stacks;
         into.rejected += from.rejected;
+        into.cut += from.cut;
+        into.unknown_thread_stacks += from.unknown_thread_stacks;
+        into.deepest = std::max(into.deepest, from.deepest);
         for (const auto& [reason, count] : from.reasons) into.reasons[reason] += count;
+    }
+
+    static void add_stop_failures(attach::StopFailures& into, const attach::StopFailures& from) {
+        into.uninterruptible += from.uninterruptible;
+        into.waiting_for_cpu += from.waiting_for_cpu;
+        into.other_state += from.other_state;
+        into.traced_elsewhere += from.traced_elsewhere;
     }
 
     static void add_native_stats(NativeStats& into, const NativeStats& from) {
@@ -224,7 +282,7 @@ private:
     bool stack_key(const ThreadSnapshot& thread, std::vector<std::uint64_t>& key) const {
         key.clear();
         for (const auto& frame : thread.frames) {
-            if (frame.native != nullptr) return false;
+            if (frame.code == nullptr) return false;
             key.push_back(frame_key(frame));
         }
         return true;
@@ -232,21 +290,19 @@ private:
 
     exporters::FrameId python_frame_id(const PyFrame& frame) {
         auto [it, inserted] = python_frames_.try_emplace(frame_key(frame), 0);
-        if (inserted) {
-            it->second = profile_.intern(
-                {frame.code->function, frame.code->filename, recorded_line(frame), frame.code->firstlineno});
-        }
+        if (inserted) it->second = profile_.intern(profile_frame(frame, options_.line_numbers));
         return it->second;
     }
 
     // A thread whose stack is the same as in its previous sample (the common case) is counted
     // without building and looking up the stack again.
-    void add_to_profile(SampledProcess& sampled, const ThreadSnapshot& thread, std::uint64_t time_us) {
+    void add_to_profile(SampledProcess& sampled, const ThreadSnapshot& thread, std::uint64_t time_us,
+                        std::uint64_t samples) {
         bool keyed = stack_key(thread, key_);
         if (keyed) {
             auto last = sampled.last_stacks.find(thread.id);
             if (last != sampled.last_stacks.end() && last->second.key == key_ && last->second.name == thread.name) {
-                profile_.add_again(time_us, last->second.stack);
+                profile_.add_again(time_us, last->second.stack, samples);
                 return;
             }
         }
@@ -258,13 +314,10 @@ private:
                 stack_.push_back(profile_.intern({exporters::thread_label({thread.id, thread.name}), "", 0, 0}));
         }
         for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
-            if (it->native != nullptr) {
-                stack_.push_back(profile_.intern(profile_frame(*it->native, options_.line_numbers)));
-                continue;
-            }
-            stack_.push_back(python_frame_id(*it));
+            stack_.push_back(it->code != nullptr ? python_frame_id(*it)
+                                                 : profile_.intern(profile_frame(*it, options_.line_numbers)));
         }
-        auto stack = profile_.add_at(time_us, profile_.intern_thread({thread.id, thread.name}), stack_);
+        auto stack = profile_.add_at(time_us, profile_.intern_thread({thread.id, thread.name}), stack_, samples);
         if (!keyed) return;
         if (sampled.last_stacks.size() > kMaxRememberedThreads) sampled.last_stacks.clear();
         auto& last = sampled.last_stacks[thread.id];
@@ -276,13 +329,19 @@ private:
     static constexpr std::size_t kMaxRememberedThreads = 4096;
 
     const RecordOptions& options_;
-    PythonProcess* target_;
     pid_t root_pid_;
     std::vector<SampledProcess> processes_;
-    std::set<pid_t> known_;
-    std::map<pid_t, std::string> not_python_;
+    struct Image {
+        std::string image;  // attach::process_image()
+        std::chrono::steady_clock::time_point seen;
+        bool attached;
+    };
+    std::map<pid_t, Image> images_;  // each process looked at, by the program it ran then
+    static constexpr auto kLoadingTime = std::chrono::seconds(2);
     std::uint64_t next_scan_us_ = 0;
     std::size_t followed_ = 0;
+    std::size_t execs_ = 0;
+    static constexpr std::size_t kMaxRememberedProcesses = 4096;
     exporters::Profile profile_;
     std::vector<ThreadSnapshot> threads_;
     std::vector<exporters::FrameId> stack_;
@@ -295,7 +354,7 @@ private:
     NativeStats retired_native_;
     NativeStats native_totals_;
     std::chrono::nanoseconds last_mean_pause_{0};
-    std::uint64_t retired_stop_timeouts_ = 0;
+    attach::StopFailures retired_stop_failures_;
     std::optional<int> reaped_;
 };
 
@@ -330,6 +389,31 @@ void print_native_summary(const NativeStats& native) {
                  static_cast<double>(native.copied_bytes) / 1024.0 / static_cast<double>(stacks));
 }
 
+// Why threads were read without being stopped, when some were.
+void print_stop_failures(const attach::StopFailures& failures) {
+    if (auto timeouts = failures.timeouts(); timeouts > 0) {
+        std::vector<std::string> causes;
+        auto add = [&](std::uint64_t count, const char* cause) {
+            if (count > 0) causes.push_back(std::to_string(count) + " " + cause);
+        };
+        add(failures.uninterruptible, "in an uninterruptible wait (vfork(), disk or NFS I/O)");
+        add(failures.waiting_for_cpu, "runnable but waiting for a CPU (the machine or its CPU quota is saturated)");
+        add(failures.other_state, "in another state");
+        std::string joined;
+        for (const auto& cause : causes) joined += (joined.empty() ? "" : ", ") + cause;
+        std::fprintf(stderr, "pysample: %llu time%s a thread did not stop within %lld ms and was read as it was: %s\n",
+                     static_cast<unsigned long long>(timeouts), timeouts == 1 ? "" : "s",
+                     static_cast<long long>(attach::ThreadSuspender::kStopWait.count()), joined.c_str());
+    }
+    if (failures.traced_elsewhere > 0) {
+        std::fprintf(stderr,
+                     "pysample: %llu time%s a thread could not be stopped because another process (a debugger, "
+                     "another pysample) traces it; it was read without stopping it\n",
+                     static_cast<unsigned long long>(failures.traced_elsewhere),
+                     failures.traced_elsewhere == 1 ? "" : "s");
+    }
+}
+
 void print_summary(Recorder& recorder, const RecordOptions& options, const std::vector<std::string>& written) {
     const auto& info = recorder.profile().info;
     const auto& stats = recorder.stats();
@@ -348,6 +432,21 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
                      static_cast<unsigned long long>(stats.rejected),
                      static_cast<unsigned long long>(stats.thread_stacks), reasons.c_str());
     }
+    if (stats.cut > 0) {
+        std::fprintf(stderr,
+                     "pysample: %llu stack%s deeper than %zu frames (the deepest %llu) kept with %s middle left out, "
+                     "marked \"[N frames omitted]\"\n",
+                     static_cast<unsigned long long>(stats.cut), stats.cut == 1 ? "" : "s",
+                     StackWalker::kKeepInner + StackWalker::kKeepOuter, static_cast<unsigned long long>(stats.deepest),
+                     stats.cut == 1 ? "its" : "their");
+    }
+    if (stats.unknown_thread_stacks > 0) {
+        std::fprintf(stderr,
+                     "pysample: %llu stack%s of sub-interpreters shown under the thread that created the interpreter, "
+                     "the thread running it unknown (Python before 3.10 does not record it)\n",
+                     static_cast<unsigned long long>(stats.unknown_thread_stacks),
+                     stats.unknown_thread_stacks == 1 ? "" : "s");
+    }
     if (const auto* native = recorder.native_stats()) print_native_summary(*native);
     if (recorder.stops_each_thread()) {
         std::fprintf(stderr, "pysample: each thread was stopped for %.1f us per stack read on average\n",
@@ -356,12 +455,9 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
         std::fprintf(stderr, "pysample: threads were stopped for %.1f us per sample on average\n",
                      static_cast<double>(recorder.mean_pause().count()) / 1000.0);
     }
-    if (auto timeouts = recorder.stop_timeouts(); timeouts > 0) {
-        std::fprintf(stderr,
-                     "pysample: %llu time%s a thread did not stop within %lld ms (an uninterruptible wait: vfork(), "
-                     "disk or NFS I/O) and was read as it was\n",
-                     static_cast<unsigned long long>(timeouts), timeouts == 1 ? "" : "s",
-                     static_cast<long long>(attach::ThreadSuspender::kStopWait.count()));
+    print_stop_failures(recorder.stop_failures());
+    if (auto execs = recorder.execs_followed(); execs > 0) {
+        std::fprintf(stderr, "pysample: followed %zu exec%s into another program\n", execs, execs == 1 ? "" : "s");
     }
     if (options.subprocesses) {
         std::fprintf(stderr, "pysample: sampled %zu Python process%s\n", recorder.processes_followed(),
@@ -447,18 +543,20 @@ int run_record(const RecordOptions& options) {
         }
     }
 
-    auto recorder = std::make_unique<Recorder>(process.get(), root, options);
+    bool python_target = process != nullptr;
+    std::string python_version = python_target ? process->version().to_string() : "";
+    auto recorder = std::make_unique<Recorder>(std::move(process), root, options);
     auto& info = recorder->profile().info;
     info.pid = root;
     info.command_line = attach::read_cmdline(root);
-    info.python_version = process ? process->version().to_string() : "";
+    info.python_version = python_version;
     info.rate_hz = options.rate;
     info.start_time = timestamp("%Y-%m-%dT%H:%M:%S%z");
     if (!options.quiet) {
-        std::string what = process ? "pid " + std::to_string(root) + " (Python " + info.python_version + ")"
-                                   : "the Python processes under pid " + std::to_string(root);
+        std::string what = python_target ? "pid " + std::to_string(root) + " (Python " + info.python_version + ")"
+                                         : "the Python processes under pid " + std::to_string(root);
         std::fprintf(stderr, "pysample: sampling %s%s at %s%s%s\n", what.c_str(),
-                     options.subprocesses && process ? " and its Python subprocesses" : "",
+                     options.subprocesses && python_target ? " and its Python subprocesses" : "",
                      describe_rate(options.rate).c_str(), options.blocking ? ", blocking" : "",
                      options.duration > 0 ? "" : "; Ctrl-C to stop");
     }
@@ -488,14 +586,15 @@ int run_record(const RecordOptions& options) {
             print_progress(recorder->ticks(), elapsed, recorder->failed_ticks());
             last_progress = now;
         }
-        timer.wait_next();
+        timer.wait_next([&] { recorder->serve_stops(); });
     }
     if (show_progress) std::fputs("\r\033[K", stderr);
     info.duration_s = std::chrono::duration<double>(Clock::now() - start).count();
     info.samples = recorder->ticks();
     info.errors = recorder->failed_ticks();
-    // At the maximum rate each sample stands for the time between samples actually achieved.
-    if (options.rate == kRateMax) info.rate_hz = static_cast<double>(info.samples) / std::max(info.duration_s, 1e-9);
+    // Each sample stands for the time between samples actually achieved, not the one asked for:
+    // a loaded machine, or --rate max, gives another.
+    if (info.samples > 0 && info.duration_s > 0) info.rate_hz = static_cast<double>(info.samples) / info.duration_s;
 
     std::optional<int> reaped = recorder->reaped_exit_status();
     if (auto* suspender = recorder->suspender()) reaped = suspender->reaped_exit_status();

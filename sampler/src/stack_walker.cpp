@@ -29,6 +29,51 @@ private:
     std::size_t limit_ = 1;
 };
 
+// Collects a walk's frames, innermost first. Past kKeepInner + kKeepOuter frames, the outermost
+// kKeepOuter are kept in a ring at the end of the list, and the ones pushed out of it counted; at
+// the end the ring is put back in order and the marker for the frames left out put before it.
+class CutStack {
+public:
+    explicit CutStack(std::vector<PyFrame>& out) : out_(out) {}
+    void push(const PyFrame& frame) {
+        ++walked_;
+        if (out_.size() < kCapacity) {
+            out_.push_back(frame);
+            return;
+        }
+        out_[StackWalker::kKeepInner + ring_] = frame;
+        ring_ = (ring_ + 1) % StackWalker::kKeepOuter;
+        ++omitted_;
+    }
+    // Frames walked so far, the ones left out included.
+    std::size_t walked() const { return walked_; }
+    bool cut() const { return omitted_ > 0; }
+    void finish() {
+        if (omitted_ == 0) return;
+        auto ring = out_.begin() + static_cast<std::ptrdiff_t>(StackWalker::kKeepInner);
+        std::rotate(ring, ring + static_cast<std::ptrdiff_t>(ring_), out_.end());
+        PyFrame marker;
+        marker.omitted = omitted_;
+        out_.insert(ring, marker);
+    }
+
+private:
+    static constexpr std::size_t kCapacity = StackWalker::kKeepInner + StackWalker::kKeepOuter;
+    std::vector<PyFrame>& out_;
+    std::size_t walked_ = 0;
+    std::size_t ring_ = 0;  // the oldest frame of the ring
+    std::uint64_t omitted_ = 0;
+};
+
+// A stack cut in the middle has no evaluation calls that index its frames.
+void finish_walk(CutStack& stack, EvalCalls* calls) {
+    if (stack.cut() && calls != nullptr) {
+        calls->ends.clear();
+        calls->cut = true;
+    }
+    stack.finish();
+}
+
 }  // namespace
 
 std::string_view describe(WalkResult result) {
@@ -51,25 +96,55 @@ StackWalker::StackWalker(const PythonLayout& layout, int major, int minor, attac
       memory_(memory),
       codes_(codes) {}
 
-WalkResult StackWalker::threads(std::uint64_t interp, std::vector<ThreadStateRef>& out) {
+// Interpreters have ids from 3.7; before, the main one is the last of the list and the others are
+// numbered from it.
+WalkResult StackWalker::threads(std::uint64_t first, std::vector<ThreadStateRef>& out) {
     out.clear();
+    interpreters_.clear();
+    for (std::uint64_t interp = first; interp != 0;) {
+        if (interpreters_.size() >= kMaxInterpreters ||
+            std::find(interpreters_.begin(), interpreters_.end(), interp) != interpreters_.end()) {
+            return WalkResult::TooDeep;
+        }
+        interpreters_.push_back(interp);
+        std::int64_t id = -1;
+        if (layout_.interp_id >= 0 && !memory_.read_value(at(interp, layout_.interp_id), id)) {
+            return WalkResult::ReadFailed;
+        }
+        if (auto result = interpreter_threads(interp, id, out); result != WalkResult::Ok) return result;
+        if (!memory_.read_value(at(interp, layout_.interp_next), interp)) return WalkResult::ReadFailed;
+    }
+    if (layout_.interp_id < 0) {
+        for (auto& thread : out) {
+            auto position = std::find(interpreters_.begin(), interpreters_.end(), thread.interpreter);
+            thread.interpreter_id = static_cast<std::int64_t>(interpreters_.end() - position) - 1;
+        }
+    }
+    return WalkResult::Ok;
+}
+
+WalkResult StackWalker::interpreter_threads(std::uint64_t interp, std::int64_t id, std::vector<ThreadStateRef>& out) {
     std::uint64_t tstate = 0;
     if (!memory_.read_value(at(interp, layout_.interp_threads_head), tstate)) return WalkResult::ReadFailed;
     buffer_.resize(static_cast<std::size_t>(layout_.tstate_size));
+    std::size_t first = out.size();
     while (tstate != 0) {
         if (out.size() >= kMaxThreads) return WalkResult::TooDeep;
         if (!memory_.read(tstate, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
         ThreadStateRef ref;
         ref.address = tstate;
+        ref.interpreter = interp;
+        ref.interpreter_id = id;
         ref.thread_id = attach::field_at<std::uint64_t>(buffer_, layout_.tstate_thread_id);
         ref.native_id = layout_.tstate_native_thread_id >= 0
                             ? attach::field_at<std::uint64_t>(buffer_, layout_.tstate_native_thread_id)
                             : 0;
         read_top_frame(ref, attach::field_at<std::uint64_t>(buffer_, layout_.tstate_frame));
+        if (layout_.tstate_cframe >= 0) ref.cframe = attach::field_at<std::uint64_t>(buffer_, layout_.tstate_cframe);
         std::uint64_t next = attach::field_at<std::uint64_t>(buffer_, layout_.tstate_next);
         out.push_back(ref);
-        for (const auto& prior : out) {
-            if (prior.address == next) return WalkResult::TooDeep;
+        for (std::size_t i = first; i < out.size(); ++i) {
+            if (out[i].address == next) return WalkResult::TooDeep;
         }
         tstate = next;
     }
@@ -97,7 +172,10 @@ WalkResult StackWalker::refresh_top_frame(ThreadStateRef& thread) {
 
 WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first, EvalCalls* calls) {
     innermost_first.clear();
-    if (calls != nullptr) calls->ends.clear();
+    if (calls != nullptr) {
+        calls->ends.clear();
+        calls->cut = false;
+    }
     if (thread.top_frame == 0) return WalkResult::Ok;
     return uses_interpreter_frames() ? interpreter_frames(thread.top_frame, innermost_first, calls)
                                      : legacy_frames(thread.top_frame, innermost_first, calls);
@@ -107,6 +185,7 @@ WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame
 // code-unit index in 3.10.
 WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls) {
     CycleGuard cycles;
+    CutStack stack(out);
     std::int64_t lasti_scale = (major_ == 3 && minor_ >= 10) ? 2 : 1;
     std::int64_t refcount_offset = layout_.object_type - 8;  // ob_refcnt comes just before ob_type
     // What tells a generator's frame from a thread's first one, which also has no f_back: 3.6 to
@@ -117,7 +196,7 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
         std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti, layout_.frame_executing}) + 8);
     buffer_.resize(needed);
     while (frame != 0) {
-        if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
+        if (stack.walked() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
         if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
         std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.frame_code);
         // A frame that has returned (no longer executing, or freed: no reference left) keeps its
@@ -127,19 +206,20 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
         // list links the next one, freed too, by f_back.
         bool returned = (refcount_offset >= 0 && attach::field_at<std::int64_t>(buffer_, refcount_offset) <= 0) ||
                         !executing(buffer_);
-        if (returned && (!out.empty() || attach::field_at<std::uint64_t>(buffer_, layout_.frame_back) == 0)) {
+        if (returned && (stack.walked() > 0 || attach::field_at<std::uint64_t>(buffer_, layout_.frame_back) == 0)) {
             return WalkResult::Torn;
         }
         const auto* code = codes_.lookup(code_address);
         if (code == nullptr) return WalkResult::NotCode;
         std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
-        out.push_back({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale), nullptr, frame});
-        if (calls != nullptr) calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
+        stack.push({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale), nullptr, frame});
+        if (calls != nullptr) calls->ends.push_back(static_cast<std::uint32_t>(stack.walked()));
         frame = attach::field_at<std::uint64_t>(buffer_, layout_.frame_back);
         // A generator's frame runs under the frame that resumed it and loses that link when it
         // yields: one that ends the chain was read after a yield, and its callees before.
         if (frame == 0 && attach::field_at<std::uint64_t>(buffer_, suspended_offset) != 0) return WalkResult::Torn;
     }
+    finish_walk(stack, calls);
     return WalkResult::Ok;
 }
 
@@ -173,16 +253,18 @@ bool StackWalker::marks_eval_entry(std::int64_t owner, std::uint64_t previous) c
 // From 3.14 the code pointer is a tagged _PyStackRef whose low bits carry flags.
 WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls) {
     CycleGuard cycles;
+    CutStack stack(out);
     buffer_.resize(static_cast<std::size_t>(layout_.iframe_size));
+    std::size_t visited = 0;
     while (frame != 0) {
-        if (out.size() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
+        if (++visited > kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
         if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
         std::uint64_t previous = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_previous);
         auto owner = static_cast<std::int64_t>(attach::field_at<std::uint8_t>(buffer_, layout_.iframe_owner));
         std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_code) & code_pointer_mask_;
         if (is_interpreter_plumbing(owner)) {
             if (calls != nullptr && marks_eval_entry(owner, previous)) {
-                calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
+                calls->ends.push_back(static_cast<std::uint32_t>(stack.walked()));
             }
             frame = previous;
             continue;
@@ -201,13 +283,14 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
             if (code == nullptr || !code->holds_offset(byte_offset)) return WalkResult::NotCode;
         }
         bool incomplete = owner != layout_.owner_generator && byte_offset < 2 * std::int64_t{code->firsttraceable};
-        if (!incomplete) out.push_back({code, code->line_at(byte_offset < 0 ? -1 : byte_offset), nullptr, frame});
+        if (!incomplete) stack.push({code, code->line_at(byte_offset < 0 ? -1 : byte_offset), nullptr, frame});
         if (calls != nullptr && layout_.iframe_is_entry >= 0 &&
             attach::field_at<std::uint8_t>(buffer_, layout_.iframe_is_entry) != 0) {
-            calls->ends.push_back(static_cast<std::uint32_t>(out.size()));
+            calls->ends.push_back(static_cast<std::uint32_t>(stack.walked()));
         }
         frame = previous;
     }
+    finish_walk(stack, calls);
     return WalkResult::Ok;
 }
 

@@ -1,6 +1,11 @@
 #include "timer.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -12,11 +17,48 @@ std::atomic<int> g_stop_signal{0};
 std::atomic<pid_t> g_forward_pid{0};
 struct sigaction g_previous_int {};
 struct sigaction g_previous_term {};
+int g_child_events[2] = {-1, -1};
 
 void on_stop_signal(int sig) {
     g_stop_signal.store(sig);
     pid_t child = g_forward_pid.load();
     if (child > 0 && sig == SIGTERM) ::kill(child, SIGTERM);
+}
+
+void on_child_event(int) {
+    int saved = errno;
+    char byte = 0;
+    [[maybe_unused]] auto written = ::write(g_child_events[1], &byte, 1);
+    errno = saved;
+}
+
+// A pipe that SIGCHLD writes a byte into (a full pipe drops it: one is enough to wake the wait).
+int child_events_fd() {
+    static const int fd = [] {
+        if (::pipe2(g_child_events, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+        struct sigaction action {};
+        action.sa_handler = on_child_event;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESTART;  // never SA_NOCLDSTOP: a traced thread's stop is what it reports
+        ::sigaction(SIGCHLD, &action, nullptr);
+        return g_child_events[0];
+    }();
+    return fd;
+}
+
+bool pipe_has_events() {
+    pollfd events{child_events_fd(), POLLIN, 0};
+    return ::poll(&events, 1, 0) > 0;
+}
+
+// Whether SIGCHLD came since the last call.
+bool drain_child_events() {
+    int fd = child_events_fd();
+    if (fd < 0) return false;
+    char buffer[64];
+    bool any = false;
+    while (::read(fd, buffer, sizeof buffer) > 0) any = true;
+    return any;
 }
 
 }  // namespace
@@ -32,29 +74,40 @@ DeadlineTimer::DeadlineTimer(double rate_hz)
     : interval_(rate_hz == kRateMax ? std::chrono::nanoseconds(0)
                                     : std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / rate_hz))),
       slot_(std::chrono::steady_clock::now()),
-      random_(std::random_device{}()) {}
+      random_(std::random_device{}()) {
+    child_events_fd();
+}
 
-std::chrono::nanoseconds DeadlineTimer::jitter() {
-    std::int64_t quarter = interval_.count() / 4;
-    if (quarter == 0) return std::chrono::nanoseconds(0);
-    std::uniform_int_distribution<std::int64_t> offset(-quarter, quarter);
+std::chrono::nanoseconds DeadlineTimer::offset_in_slot() {
+    if (interval_.count() <= 1) return std::chrono::nanoseconds(0);
+    std::uniform_int_distribution<std::int64_t> offset(0, interval_.count() - 1);
     return std::chrono::nanoseconds(offset(random_));
 }
 
-void DeadlineTimer::wait_next() {
-    if (interval_.count() == 0) return;
-    slot_ += interval_;
-    auto now = std::chrono::steady_clock::now();
-    if (now > slot_ + interval_) {
-        skipped_ += static_cast<std::uint64_t>((now - slot_) / interval_);
-        slot_ = now;
+void DeadlineTimer::wait_next(const std::function<void()>& on_child_event) {
+    if (interval_.count() == 0) {
+        if (on_child_event && drain_child_events()) on_child_event();
         return;
     }
-    auto deadline_point = slot_ + jitter();
-    auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline_point.time_since_epoch()).count();
-    timespec deadline{static_cast<time_t>(since_epoch / 1'000'000'000), static_cast<long>(since_epoch % 1'000'000'000)};
-    // steady_clock is CLOCK_MONOTONIC on Linux. EINTR (a stop signal) ends the wait early.
-    ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nullptr);
+    slot_ += interval_;
+    auto now = std::chrono::steady_clock::now();
+    if (now >= slot_ + interval_) {
+        skipped_ += static_cast<std::uint64_t>((now - slot_) / interval_);
+        slot_ += ((now - slot_) / interval_) * interval_;
+    }
+    auto deadline = slot_ + offset_in_slot();
+    for (;;) {
+        bool child_event = drain_child_events();
+        if (child_event && on_child_event) on_child_event();
+        now = std::chrono::steady_clock::now();
+        if (now >= deadline || stop_requested()) return;
+        auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+        timespec timeout{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+        pollfd events{child_events_fd(), POLLIN, 0};
+        // SIGCHLD makes the pipe readable (and may end the wait with EINTR too); any other signal
+        // (a stop signal, a terminal resized) ends the wait early.
+        if (::ppoll(&events, 1, &timeout, nullptr) < 0 && !(errno == EINTR && pipe_has_events())) return;
+    }
 }
 
 StopSignals::StopSignals() {

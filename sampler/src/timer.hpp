@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -17,21 +18,25 @@ inline constexpr double kRateMax = std::numeric_limits<double>::infinity();
 // "250 Hz", or "max rate".
 std::string describe_rate(double rate_hz);
 
-// Ticks at absolute deadlines (start + n * interval), so the rate does not drift with the time
-// each sample takes. Each deadline is moved by a random amount within a quarter interval of its
-// slot: a program whose loop period is close to a multiple of the interval would otherwise be
-// sampled at the same phase of its loop every time, and one part of the loop over-counted. When a
-// sample overruns by more than an interval the missed ticks are dropped instead of being fired
-// back to back.
+// Ticks once in each slot of one interval (start + n * interval, so the rate does not drift with
+// the time each sample takes), at a moment drawn uniformly over the whole slot. Every phase of any
+// periodic activity in the program is then sampled equally often, whatever its period: with
+// regular ticks, or ticks jittered by less than an interval, a program that does something every
+// 4 ms sampled at 250 or 500 Hz is seen at the same phase every time, and that thing counted
+// either always or never. When a sample overruns by more than a slot, the missed slots are dropped
+// rather than fired back to back.
+//
+// While it waits, the timer also wakes for SIGCHLD, which the kernel sends pysample when a thread
+// it traces stops: `on_child_event` can let go of the thread at once rather than at the next tick.
 class DeadlineTimer {
 public:
     explicit DeadlineTimer(double rate_hz);
-    // Sleeps until the next deadline; returns early when a signal arrives.
-    void wait_next();
+    // Sleeps until the next deadline; returns early when a stop signal arrives.
+    void wait_next(const std::function<void()>& on_child_event = {});
     std::uint64_t skipped() const { return skipped_; }
 
 private:
-    std::chrono::nanoseconds jitter();
+    std::chrono::nanoseconds offset_in_slot();
 
     std::chrono::nanoseconds interval_;
     std::chrono::steady_clock::time_point slot_;  // start + n * interval

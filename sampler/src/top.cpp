@@ -16,6 +16,7 @@
 
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
+#include "frames.hpp"
 #include "launch_target.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
@@ -49,16 +50,17 @@ public:
         counts_.add_tick();
         if (outcome == Snapshotter::Outcome::Failed) ++errors_;
         for (const auto& thread : threads_) {
-            if ((thread.idle && !options_.idle) || thread.frames.empty()) continue;
+            if (thread.frames.empty() || thread.joined || thread.weight == 0) continue;
             count_thread(thread);
         }
         // An exiting interpreter lists no threads in its last moments: keep the last real count.
         if (!threads_.empty()) {
-            threads_seen_ = threads_.size();
-            idle_threads_ = static_cast<std::size_t>(
-                std::count_if(threads_.begin(), threads_.end(), [](const ThreadSnapshot& t) { return t.idle; }));
+            threads_seen_ = idle_threads_ = 0;
             names_.clear();
             for (const auto& thread : threads_) {
+                if (thread.joined) continue;  // one thread, entered into a sub-interpreter
+                ++threads_seen_;
+                idle_threads_ += thread.idle ? 1 : 0;
                 if (!thread.name.empty()) names_.push_back(thread.name);
             }
         }
@@ -77,6 +79,7 @@ public:
     std::size_t idle_threads() const { return idle_threads_; }
     const std::vector<std::string>& thread_names() const { return names_; }
     attach::ThreadSuspender* suspender() { return snapshotter_.suspender(); }
+    void serve_stops() { snapshotter_.serve_stops(); }
 
     // The most frequent reason a stack was rejected since the last reset.
     std::string common_error() const {
@@ -96,15 +99,8 @@ public:
 private:
     void count_thread(const ThreadSnapshot& thread) {
         frames_.clear();
-        for (const auto& frame : thread.frames) {
-            if (frame.native != nullptr) {
-                frames_.push_back(profile_frame(*frame.native, true));
-                continue;
-            }
-            frames_.push_back(
-                {frame.code->function, frame.code->filename, frame.line > 0 ? frame.line : 0, frame.code->firstlineno});
-        }
-        counts_.add_stack(frames_);
+        for (const auto& frame : thread.frames) frames_.push_back(profile_frame(frame, true));
+        counts_.add_stack(frames_, thread.weight);
     }
 
     const TopOptions& options_;
@@ -226,7 +222,7 @@ private:
                 redraw = true;
             }
             if (redraw) show();
-            timer.wait_next();
+            timer.wait_next([&] { sampler_.serve_stops(); });
         }
         return TopEnd::Stopped;
     }

@@ -179,8 +179,8 @@ std::vector<std::string> header_lines(const TopCounts& counts, const TopStatus& 
     std::string title = "pysample top - pid " + std::to_string(status.pid) + " - Python " +
                         terminal_text(status.python_version) + " - " + terminal_text(status.command_line);
     std::string samples = "Samples: " + std::to_string(counts.ticks()) + " in " + format_elapsed(status.elapsed_s) +
-                          " (" + format_number(rate, "%.1f") + " Hz achieved, " +
-                          describe_rate(status.rate_asked) + " asked), " + errors_text(status, counts.ticks());
+                          " (" + format_number(rate, "%.1f") + " Hz achieved, " + describe_rate(status.rate_asked) +
+                          " asked), " + errors_text(status, counts.ticks());
     std::string elapsed = "Elapsed: " + format_elapsed(status.running_s);
     if (status.running_s - status.elapsed_s >= 0.05) {
         elapsed += " (counts reset " + format_elapsed(status.elapsed_s) + " ago)";
@@ -229,18 +229,19 @@ TopEntry& TopCounts::Table::entry(const exporters::Frame& frame) {
     return entries[it->second];
 }
 
-void TopCounts::Table::count(std::span<const exporters::Frame> innermost_first, bool by_line, std::uint64_t stack) {
+void TopCounts::Table::count(std::span<const exporters::Frame> innermost_first, bool by_line, std::uint64_t stack,
+                             std::uint64_t samples) {
     for (std::size_t i = 0; i < innermost_first.size(); ++i) {
         const auto& frame = innermost_first[i];
         TopEntry& row = by_line ? entry(frame) : entry({frame.function, frame.filename, 0, frame.first_line});
         if (i == 0) {
-            ++row.own;
-            ++row.current_own;
+            row.own += samples;
+            row.current_own += samples;
         }
         if (row.last_stack != stack) {
             row.last_stack = stack;
-            ++row.total;
-            ++row.current_total;
+            row.total += samples;
+            row.current_total += samples;
         }
     }
 }
@@ -257,11 +258,11 @@ void TopCounts::add_tick() {
     ++current_ticks_;
 }
 
-void TopCounts::add_stack(std::span<const exporters::Frame> innermost_first) {
-    if (innermost_first.empty()) return;
+void TopCounts::add_stack(std::span<const exporters::Frame> innermost_first, std::uint64_t samples) {
+    if (innermost_first.empty() || samples == 0) return;
     ++stacks_;
-    functions_.count(innermost_first, false, stacks_);
-    lines_.count(innermost_first, true, stacks_);
+    functions_.count(innermost_first, false, stacks_, samples);
+    lines_.count(innermost_first, true, stacks_, samples);
 }
 
 void TopCounts::close_window() {

@@ -43,7 +43,7 @@ public:
     // One sampling tick: the denominator of every percentage.
     void add_tick();
     // One thread's stack in the current tick, innermost frame first.
-    void add_stack(std::span<const exporters::Frame> innermost_first);
+    void add_stack(std::span<const exporters::Frame> innermost_first, std::uint64_t samples = 1);
     // Ends the current refresh window; its counts become the `window_*` ones.
     void close_window();
     void reset();
@@ -59,7 +59,8 @@ private:
         std::vector<TopEntry> entries;
         std::unordered_map<exporters::Frame, std::size_t, exporters::FrameHash> index;
         TopEntry& entry(const exporters::Frame& frame);
-        void count(std::span<const exporters::Frame> innermost_first, bool by_line, std::uint64_t stack);
+        void count(std::span<const exporters::Frame> innermost_first, bool by_line, std::uint64_t stack,
+                   std::uint64_t samples);
         void close_window();
     };
 

@@ -63,6 +63,7 @@ bool ModuleMap::refresh() {
     // A file may be mapped more than once (dlopen'ed again after dlclose): each contiguous run of
     // its mappings that starts at file offset 0 is one module.
     std::vector<Module> fresh;
+    std::vector<const attach::MapEntry*> first_mappings;
     std::map<std::string, std::size_t> open_run;
     for (const auto& entry : maps_) {
         if (!is_module_mapping(entry)) continue;
@@ -79,10 +80,12 @@ bool ModuleMap::refresh() {
         module.bias = entry.start - entry.offset;
         open_run[entry.path] = fresh.size();
         fresh.push_back(std::move(module));
+        first_mappings.push_back(&entry);
     }
 
     bool changed = fresh.size() != modules_.size();
-    for (auto& module : fresh) {
+    for (std::size_t m = 0; m < fresh.size(); ++m) {
+        Module& module = fresh[m];
         auto same = std::find_if(modules_.begin(), modules_.end(), [&](const Module& old) {
             return old.path == module.path && old.start == module.start;
         });
@@ -94,10 +97,12 @@ bool ModuleMap::refresh() {
         }
         changed = true;
         try {
-            attach::MapEntry lowest{module.start, module.end, 0, "r--p", module.path};
+            attach::MapEntry lowest = *first_mappings[m];
+            lowest.end = module.end;
+            lowest.offset = 0;
             module.elf = module.path == kVdso
                              ? load_vdso(pid_, lowest)
-                             : std::make_shared<const ElfFile>(attach::path_in_root(pid_, module.path));
+                             : std::make_shared<const ElfFile>(attach::openable_mapped_file(pid_, *first_mappings[m]));
             module.bias = module.elf->load_bias(lowest);
         } catch (const std::exception& e) {
             spdlog::debug("pid {}: {} is not a readable ELF file: {}", pid_, module.path, e.what());

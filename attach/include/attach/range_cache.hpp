@@ -50,6 +50,11 @@ public:
     static constexpr std::size_t kMergeGap = 1024;
     // Reads not held by the batch are rounded out to this alignment: nearby frames come with them.
     static constexpr std::uint64_t kMissAlignment = 256;
+    // The most that one read on demand copies, when misses come one next to the other.
+    static constexpr std::uint64_t kMaxMissWindow = 64 * 1024;
+    // How far from the last read on demand a miss counts as next to it (frames lie a few hundred
+    // bytes apart).
+    static constexpr std::uint64_t kMissNeighbourhood = 4096;
     static constexpr std::size_t kMaxPlanRanges = 128;
     static constexpr std::uint32_t kPlanAge = 16;
     static constexpr std::size_t kMaxPlanBytes = 1 << 20;
@@ -74,6 +79,7 @@ private:
 
     const Held* find(std::uint64_t addr, std::size_t len);
     const Held* fetch(std::uint64_t addr, std::size_t len);
+    const Held* fetch_exactly(std::uint64_t addr, std::size_t len, std::uint64_t first, std::uint64_t end);
     std::size_t reserve(std::size_t len);
     void hold(std::uint64_t addr, std::size_t len, std::size_t offset);
     void note(std::uint64_t addr, std::size_t len);
@@ -91,6 +97,8 @@ private:
     std::uint64_t copies_ = 0;
     std::uint32_t group_ = 0;
     std::size_t misses_ = 0;
+    std::uint64_t last_miss_ = 0;  // address of the last read on demand, 0 for none since refresh()
+    std::uint64_t miss_window_ = kMissAlignment;
     std::vector<Note> notes_;
     std::vector<Note> kept_;        // the last kPlanAge samples' reads, by group and address
     std::vector<Note> last_notes_;  // the reads of the last sample that was planned, as they came

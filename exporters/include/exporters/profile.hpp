@@ -50,7 +50,7 @@ struct RunInfo {
     int pid = 0;
     std::string command_line;
     std::string python_version;
-    double rate_hz = 0;
+    double rate_hz = 0;  // the rate achieved: samples / duration_s once the run is over
     double duration_s = 0;
     std::uint64_t samples = 0;  // sampling ticks taken
     std::uint64_t errors = 0;   // ticks with a failed read or a rejected stack
@@ -119,9 +119,10 @@ public:
     std::uint32_t intern_thread(const ThreadInfo& thread);
     // Adds `count` samples of this stack; with a time, also records them on the timeline.
     StackId add(std::uint32_t thread, std::span<const FrameId> root_first, std::uint64_t count = 1);
-    StackId add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first);
-    // One more sample of a stack already added (what add() returned), at this time.
-    void add_again(std::uint64_t time_us, StackId stack);
+    StackId add_at(std::uint64_t time_us, std::uint32_t thread, std::span<const FrameId> root_first,
+                   std::uint64_t count = 1);
+    // `count` more samples of a stack already added (what add() returned), at this time.
+    void add_again(std::uint64_t time_us, StackId stack, std::uint64_t count = 1);
     // Whether samples are also kept in time order (on by default). Off, memory stays bounded by the
     // distinct stacks however long the run; formats that show time order then fall back to counts.
     void keep_timeline(bool keep) {

@@ -1,0 +1,21 @@
+#include "frames.hpp"
+
+#include "native_stack.hpp"
+
+namespace pysample::sampler {
+
+std::string omitted_frames_label(std::uint64_t omitted) {
+    return "[" + std::to_string(omitted) + " frame" + (omitted == 1 ? "" : "s") + " omitted]";
+}
+
+std::string interpreter_label(std::int64_t id) { return "[interpreter " + std::to_string(id) + "]"; }
+
+exporters::Frame profile_frame(const PyFrame& frame, bool line_numbers) {
+    if (frame.native != nullptr) return profile_frame(*frame.native, line_numbers);
+    if (frame.is_interpreter_marker()) return {interpreter_label(frame.interpreter), "", 0, 0};
+    if (frame.code == nullptr) return {omitted_frames_label(frame.omitted), "", 0, 0};
+    return {frame.code->function, frame.code->filename, line_numbers && frame.line > 0 ? frame.line : 0,
+            frame.code->firstlineno};
+}
+
+}  // namespace pysample::sampler
