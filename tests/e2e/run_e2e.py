@@ -23,6 +23,14 @@ class Failure(Exception):
     pass
 
 
+class Skip(Exception):
+    """The test does not apply here (a module or tool missing): it exits with SKIP_CODE, which CTest
+    reports as skipped."""
+
+
+SKIP_CODE = 77
+
+
 def check(condition, message):
     if not condition:
         raise Failure(message)
@@ -203,15 +211,19 @@ def check_split(stacks, path, share=True, exact=False):
             on_loop[leaf[0]] += count
     torn.check(total)
     both = counts["work_30"] + counts["work_70"]
-    check(both >= 0.9 * total and both > 100, "too few samples in the workers: %d of %d" % (both, total))
+    check(both >= 0.9 * total and both >= 30, "too few samples in the workers: %d of %d" % (both, total))
     for name in counts:
         check(on_loop[name] >= 0.9 * counts[name], "%s: only %d of %d samples on its loop line %d" %
               (name, on_loop[name], counts[name], loop_line[name]))
     work_30_share = counts["work_30"] / both
     print("work_30 share: %.3f (%d of %d samples)" % (work_30_share, counts["work_30"], both))
     if share:
-        check(0.20 <= work_30_share <= 0.40,
-              "work_30 took %.1f%% of the samples, expected about 30%%" % (100 * work_30_share))
+        # 5 standard deviations of the count of work_30's samples, and its own timing's error: CPU
+        # time gives fewer samples of a thread a loaded machine gives less CPU.
+        allowed = 5 * (0.3 * 0.7 / both) ** 0.5 + 0.05
+        check(abs(work_30_share - 0.3) <= allowed,
+              "work_30 took %.1f%% of the %d samples, expected 30%% (within %.1f points)" %
+              (100 * work_30_share, both, 100 * allowed))
 
 
 def test_split(pysample, python, tmp, blocking=False):
@@ -273,7 +285,7 @@ def test_short_calls(pysample, python, tmp):
         # (a loaded machine) weighs on both alike.
         for _ in range(2):
             for extra in ([], ["--blocking"]):
-                stacks, _ = record(pysample, workload.pid, tmp, "--rate", "1000", *extra, duration=2)
+                stacks, _ = record(pysample, workload.pid, tmp, "--rate", "1000", "--idle", *extra, duration=2)
                 recorded[" ".join(extra) or "non-blocking"] += stacks
         check(workload.proc.poll() is None, "the workload died while being profiled")
     for mode, stacks in recorded.items():
@@ -330,7 +342,7 @@ def test_launch(pysample, python, tmp):
     burn = sum(c for frames, c in stacks if len(frames) == 2 and frames[0] == ("<module>", script, m["callburn"])
                and frames[1][:2] == ("burn", script) and frames[1][2] in body)
     total = sum(c for _, c in stacks)
-    check(burn >= 0.8 * total and burn > 50, "burn() seen in %d of %d samples:\n%s" % (burn, total, open(out).read()))
+    check(burn >= 0.8 * total and burn >= 20, "burn() seen in %d of %d samples:\n%s" % (burn, total, open(out).read()))
 
 
 def dump_traceback(pysample, pid):
@@ -401,26 +413,26 @@ def test_stop(pysample, python, tmp):
     with Workload(python, "split.py", 30) as workload:
         for sig, extra in ((signal.SIGINT, []), (signal.SIGTERM, ["--blocking"])):
             out = os.path.join(tmp, "stop-%d.txt" % sig)
-            proc = subprocess.Popen([pysample, "record", "--pid", str(workload.pid), "-o", out, "-q"] + extra)
+            proc = subprocess.Popen([pysample, "record", "--pid", str(workload.pid), "-o", out, "-q", "--idle"] + extra)
             time.sleep(1.5)
             proc.send_signal(sig)
             check(proc.wait(timeout=30) == 0, "pysample exited with %d after signal %d" % (proc.returncode, sig))
             check(os.path.exists(out), "no profile written after signal %d" % sig)
             samples = sum(c for _, c in parse_collapsed(out))
-            check(samples >= 50, "only %d samples written after signal %d" % (samples, sig))
+            check(samples >= 20, "only %d samples written after signal %d" % (samples, sig))
             check(status_field(workload.pid, "TracerPid") == "0", "target still traced after signal %d" % sig)
             check(workload.proc.poll() is None, "target died after signal %d" % sig)
 
     # Launch mode: SIGINT to pysample alone is passed on to the child, whose status pysample returns.
     out = os.path.join(tmp, "launched.txt")
     command = interpreter_command(python, "split.py")[0]
-    proc = subprocess.Popen([pysample, "record", "-o", out, "-q", "--"] + command + ["30"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([pysample, "record", "-o", out, "-q", "--idle", "--"] + command + ["30"], stdout=subprocess.DEVNULL)
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=30)
     check(code == 130, "launch mode after SIGINT: exit %d, expected 130 (the child's SIGINT)" % code)
     samples = sum(c for _, c in parse_collapsed(out))
-    check(samples >= 50, "launch mode after SIGINT: only %d samples written" % samples)
+    check(samples >= 20, "launch mode after SIGINT: only %d samples written" % samples)
 
     with Workload(python, "split.py", 1) as workload:
         out = os.path.join(tmp, "exited.txt")
@@ -503,8 +515,9 @@ def check_generator_stacks(stacks, path, exact=False):
 def test_generators(pysample, python, tmp):
     """Hot code in a generator's body (all versions), and in a coroutine awaited by a coroutine that
     asyncio runs (3.6+): each frame under its exact caller chain, with its lines."""
+    # Wall-clock time: every sample of the busy thread, however little CPU a loaded machine gives it.
     with Workload(python, "generators.py", 30) as workload:
-        stacks, _ = record(pysample, workload.pid, tmp, duration=2)
+        stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=2)
         check(workload.proc.poll() is None, "the generator workload died while being profiled")
     check_generator_stacks(stacks, workload.path)
 
@@ -514,7 +527,7 @@ def test_generators(pysample, python, tmp):
         return
     m = markers("coroutines.py")
     with Workload(python, "coroutines.py", 30) as workload:
-        stacks, _ = record(pysample, workload.pid, tmp, duration=2)
+        stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=2)
         check(workload.proc.poll() is None, "the coroutine workload died while being profiled")
     path = workload.path
     module = ("<module>", path, m["callrun"] if version >= (3, 7) else m["callrun36"])
@@ -947,6 +960,9 @@ def main(tests=None):
         except Failure as failure:
             print("FAILED %s (%s): %s" % (args.test, args.python, failure))
             return 1
+        except Skip as skip:
+            print("skipped %s (%s): %s" % (args.test, args.python, skip))
+            return SKIP_CODE
     print("passed %s (%s)" % (args.test, args.python))
     return 0
 

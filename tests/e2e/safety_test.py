@@ -355,7 +355,8 @@ class ZombieCounter:
 
 def test_churn(pysample, python, tmp):
     """Thousands of threads a second, each living a fraction of a millisecond, sampled by each mode."""
-    modes = [["--rate", "max", "--idle"], ["--blocking", "--rate", "max", "--idle"], ["--native", "--rate", "max"]]
+    modes = [["--rate", "max", "--idle"], ["--blocking", "--rate", "max", "--idle"],
+             ["--native", "--rate", "max", "--idle"]]
     for extra in modes:
         what = " ".join(extra)
         with Workload(python, "churn_threads.py", 3.5, 8) as workload:
@@ -427,7 +428,7 @@ def test_forks(pysample, python, tmp):
             chains.check_all(stacks, native="--native" in extra)
             check(not any(f[0] == "child_work" for frames, _ in stacks for f in frames),
                   "a forked child's stack reported without --subprocesses")
-        check(sum(c for _, c in stacks) >= 50, "%s: only %d samples" % (" ".join(extra), sum(c for _, c in stacks)))
+        check(sum(c for _, c in stacks) >= 20, "%s: only %d samples" % (" ".join(extra), sum(c for _, c in stacks)))
 
 
 # --- blocked: threads in system calls -------------------------------------------------------------

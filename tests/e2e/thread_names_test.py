@@ -75,7 +75,8 @@ def speedscope_names(path):
 def record(pysample, pid, tmp, duration, during=None):
     collapsed = os.path.join(tmp, "threads.txt")
     speedscope = os.path.join(tmp, "threads.speedscope.json")
-    args = ["record", "--pid", str(pid), "--duration", str(duration), "--threads", "-o", collapsed,
+    # Wall-clock time: each thread every sample, whatever CPU a loaded machine gives it.
+    args = ["record", "--pid", str(pid), "--duration", str(duration), "--threads", "--idle", "-o", collapsed,
             "-o", speedscope]
     started = time.time()
     process = subprocess.Popen([pysample] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
