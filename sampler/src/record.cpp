@@ -7,6 +7,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <list>
 #include <map>
 #include <set>
 #include <thread>
@@ -126,7 +127,8 @@ public:
         return &native_totals_;
     }
     std::chrono::nanoseconds mean_pause() const {
-        return processes_.empty() ? last_mean_pause_ : processes_.front().snapshotter->mean_pause();
+        const auto* root = root_process();
+        return root == nullptr ? last_mean_pause_ : root->snapshotter->mean_pause();
     }
     bool stops_each_thread() const { return options_.native != NativeMode::Off && !options_.blocking; }
     // Threads that a pause could not stop, across every process sampled.
@@ -142,9 +144,8 @@ public:
         for (auto& sampled : processes_) sampled.snapshotter->serve_stops();
     }
     attach::ThreadSuspender* suspender() {
-        return !processes_.empty() && processes_.front().process->pid() == root_pid_
-                   ? processes_.front().snapshotter->suspender()
-                   : nullptr;
+        const auto* root = root_process();
+        return root == nullptr ? nullptr : root->snapshotter->suspender();
     }
     // Exit status of the target if its suspender reaped it before letting go of it.
     std::optional<int> reaped_exit_status() const { return reaped_; }
@@ -153,6 +154,13 @@ public:
 
 private:
     static constexpr std::uint64_t kProcessScanUs = 200'000;
+
+    const SampledProcess* root_process() const {
+        for (const auto& sampled : processes_) {
+            if (sampled.process->pid() == root_pid_) return &sampled;
+        }
+        return nullptr;
+    }
 
     void add_process(PythonProcess& process, std::unique_ptr<PythonProcess> owned) {
         SampledProcess sampled;
@@ -235,7 +243,7 @@ private:
         return state != '?' && state != 'Z' && state != 'X';
     }
 
-    void retire(std::vector<SampledProcess>::iterator& it) {
+    void retire(std::list<SampledProcess>::iterator& it) {
         add_stats(retired_stats_, it->snapshotter->stats());
         if (const auto* native = it->snapshotter->native_stats()) add_native_stats(retired_native_, *native);
         if (auto* suspender = it->snapshotter->suspender())
@@ -330,7 +338,9 @@ private:
 
     const RecordOptions& options_;
     pid_t root_pid_;
-    std::vector<SampledProcess> processes_;
+    // A list: a process retired from the middle leaves the others where they are (a Snapshotter
+    // refers to its process, which must outlive it).
+    std::list<SampledProcess> processes_;
     struct Image {
         std::string image;  // attach::process_image()
         std::chrono::steady_clock::time_point seen;

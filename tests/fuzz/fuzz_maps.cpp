@@ -1,5 +1,6 @@
 // parse_maps over arbitrary text: every entry it keeps is a well-formed mapping, and writing the
-// entries back in the kernel's format and parsing that again gives the same entries.
+// entries back in the kernel's format (a newline in a path as \012, " (deleted)" after a deleted
+// file) and parsing that again gives the same entries.
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
@@ -24,18 +25,22 @@ std::string to_maps_line(const MapEntry& entry) {
     char offset[24];
     std::snprintf(range, sizeof(range), "%" PRIx64 "-%" PRIx64, entry.start, entry.end);
     std::snprintf(offset, sizeof(offset), "%08" PRIx64, entry.offset);
-    return std::string(range) + " " + entry.perms + " " + offset + " 00:00 0 " + entry.path + "\n";
+    std::string path;
+    for (char c : entry.path) path += c == '\n' ? std::string("\\012") : std::string(1, c);
+    if (entry.deleted) path += " (deleted)";
+    return std::string(range) + " " + entry.perms + " " + offset + " 00:00 0 " + path + "\n";
 }
 
 bool same_entry(const MapEntry& a, const MapEntry& b) {
-    return a.start == b.start && a.end == b.end && a.offset == b.offset && a.perms == b.perms && a.path == b.path;
+    return a.start == b.start && a.end == b.end && a.offset == b.offset && a.perms == b.perms && a.path == b.path &&
+           a.deleted == b.deleted;
 }
 
 void check_entry(const MapEntry& entry) {
     require(entry.start < entry.end);
     require(entry.contains(entry.start) && !entry.contains(entry.end));
     require(entry.perms.size() == 4);
-    require(entry.path.find('\n') == std::string::npos);
+    require(!entry.deleted || (!entry.path.empty() && entry.path.front() == '/'));
     (void)entry.readable();
 }
 
