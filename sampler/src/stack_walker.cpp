@@ -236,6 +236,13 @@ bool StackWalker::is_interpreter_plumbing(std::int64_t owner) const {
            (layout_.owner_interpreter >= 0 && owner == layout_.owner_interpreter);
 }
 
+// The first frame of an evaluation call: flagged (3.11) or the shim below it (3.12+). Reads the
+// frame in buffer_.
+bool StackWalker::pushed_by_eval_call(std::int64_t owner) const {
+    if (layout_.iframe_is_entry >= 0) return attach::field_at<std::uint8_t>(buffer_, layout_.iframe_is_entry) != 0;
+    return is_interpreter_plumbing(owner);
+}
+
 // 3.11 flags the first frame of each evaluation call; 3.12+ pushes a shim frame below it, owned
 // by the C stack (3.12, 3.13) or the interpreter (3.14+). 3.15's threads also end in a base frame
 // owned by the interpreter (previous == 0), which no call pushed.
@@ -262,6 +269,9 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
         std::uint64_t previous = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_previous);
         auto owner = static_cast<std::int64_t>(attach::field_at<std::uint8_t>(buffer_, layout_.iframe_owner));
         std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_code) & code_pointer_mask_;
+        // Every thread's chain ends in a frame an evaluation call pushed; one ending anywhere else
+        // was read while the thread ended or its frame memory was reused.
+        if (previous == 0 && !pushed_by_eval_call(owner)) return WalkResult::Torn;
         if (is_interpreter_plumbing(owner)) {
             if (calls != nullptr && marks_eval_entry(owner, previous)) {
                 calls->ends.push_back(static_cast<std::uint32_t>(stack.walked()));

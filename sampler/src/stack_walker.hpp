@@ -82,6 +82,7 @@ private:
     bool uses_interpreter_frames() const { return layout_.iframe_size > 0; }
     bool executing(const std::vector<std::uint8_t>& frame) const;
     bool is_interpreter_plumbing(std::int64_t owner) const;
+    bool pushed_by_eval_call(std::int64_t owner) const;
     bool marks_eval_entry(std::int64_t owner, std::uint64_t previous) const;
 
 public:

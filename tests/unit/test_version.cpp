@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <map>
 
 #include "python_process.hpp"
 #include "stack_walker.hpp"
@@ -170,4 +172,66 @@ TEST_CASE("pre-3.8 interpreters: runtime found, threads walked, names read (2.7:
         CHECK(frames[1].code->function == "<module>");
         CHECK(frames[1].line == 4);
     }
+}
+
+namespace {
+
+// A process's memory with some 8-byte values replaced, as a read racing a change would see them.
+class ForgedMemory final : public pysample::attach::Memory {
+public:
+    explicit ForgedMemory(pysample::attach::Memory& real) : real_(real) {}
+    void forge(std::uint64_t address, std::uint64_t value) { forged_[address] = value; }
+    bool read(std::uint64_t addr, void* dest, std::size_t len) override {
+        if (!real_.read(addr, dest, len)) return false;
+        for (const auto& [address, value] : forged_) {
+            if (address >= addr && address + sizeof(value) <= addr + len) {
+                std::memcpy(static_cast<char*>(dest) + (address - addr), &value, sizeof(value));
+            }
+        }
+        return true;
+    }
+
+private:
+    pysample::attach::Memory& real_;
+    std::map<std::uint64_t, std::uint64_t> forged_;
+};
+
+}  // namespace
+
+TEST_CASE("3.11+: a frame chain that ends before its thread's first evaluation call is rejected as torn") {
+    struct Case {
+        const char* python;
+        int major, minor;
+    };
+    const Case cases[] = {
+        {"/root/.pyenv/versions/3.11.7/bin/python3.11", 3, 11},
+        {"/usr/bin/python3.11", 3, 11},
+        {"/root/.pyenv/versions/3.12.1/bin/python3.12", 3, 12},
+        {"/root/.pyenv/versions/3.13.0/bin/python3.13", 3, 13},
+    };
+    int checked = 0;
+    for (const auto& c : cases) {
+        if (::access(c.python, X_OK) != 0) {
+            MESSAGE("skipped (not installed): " << c.python);
+            continue;
+        }
+        INFO(std::string(c.python));
+        SleepingPython child(c.python);
+        REQUIRE(child.ready());
+        PythonProcess process(child.pid());
+        pysample::symbolize::CodeCache codes(process.memory(), process.code_layout(), process.code_type_address());
+        ForgedMemory memory(process.memory());
+        StackWalker walker(process.layout(), c.major, c.minor, memory, codes);
+        std::vector<ThreadStateRef> threads;
+        REQUIRE(walker.threads(process.interpreter_head(process.memory()), threads) == WalkResult::Ok);
+        REQUIRE(threads.size() == 1);
+        std::vector<PyFrame> frames;
+        REQUIRE(walker.frames(threads[0], frames) == WalkResult::Ok);
+        REQUIRE(frames.size() == 2);
+        // The sleeper's caller unlinked, as a thread ending or a reused data stack shows it.
+        memory.forge(frames[0].address + static_cast<std::uint64_t>(process.layout().iframe_previous), 0);
+        CHECK(walker.frames(threads[0], frames) == WalkResult::Torn);
+        ++checked;
+    }
+    if (checked == 0) MESSAGE("no 3.11+ interpreter found to check");
 }
