@@ -30,6 +30,8 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
     }
     if (pid_ == 0) {
         ::close(fds[0]);
+        // An ignored signal stays ignored across exec: the command gets SIGPIPE as the shell gives it.
+        ::signal(SIGPIPE, SIG_DFL);
         ::execvp(args[0], args.data());
         int err = errno;
         [[maybe_unused]] auto n = ::write(fds[1], &err, sizeof(err));
@@ -94,6 +96,16 @@ int ChildProcess::exit_code(int wait_status) {
     if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
     if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
     return 1;
+}
+
+std::string ChildProcess::describe_status(int wait_status) {
+    if (WIFEXITED(wait_status)) return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
+    if (WIFSIGNALED(wait_status)) {
+        const char* name = ::strsignal(WTERMSIG(wait_status));
+        return "was killed by signal " + std::to_string(WTERMSIG(wait_status)) +
+               (name != nullptr ? std::string(" (") + name + ")" : "");
+    }
+    return "ended";
 }
 
 }  // namespace pysample::attach

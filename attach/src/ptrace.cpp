@@ -99,7 +99,10 @@ ThreadSuspender::Seized ThreadSuspender::seize(pid_t tid) {
     last_seize_error_ = error;
     if (error == EPERM) {
         pid_t tracer = tracer_of(pid_, tid);
-        if (tracer > 0 && tracer != ::getpid()) ++failures_.traced_elsewhere;
+        if (tracer > 0 && tracer != ::getpid()) {
+            ++failures_.traced_elsewhere;
+            failures_.tracer = tracer;
+        }
     }
     spdlog::debug("PTRACE_SEIZE of thread {} of process {} failed: {}", tid, pid_, std::strerror(error));
     errno = error;

@@ -2,6 +2,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <span>
 #include <string>
 #include <string_view>
@@ -201,35 +202,41 @@ struct Label {
     std::string colour;
 };
 
+// Each distinct text of each kind once. The index refers to the labels' own text, which a deque
+// never moves: the profile's largest, at the end of a run, is not held twice.
 class Labels {
 public:
     std::uint32_t add(std::string text, Kind kind, std::string colour) {
-        std::string key = static_cast<char>('0' + static_cast<int>(kind)) + text;
-        auto [it, inserted] = ids_.try_emplace(std::move(key), static_cast<std::uint32_t>(labels_.size()));
-        if (inserted) labels_.push_back({std::move(text), kind, std::move(colour)});
-        return it->second;
+        auto& ids = ids_[static_cast<std::size_t>(kind)];
+        if (auto it = ids.find(text); it != ids.end()) return it->second;
+        auto id = static_cast<std::uint32_t>(labels_.size());
+        labels_.push_back({std::move(text), kind, std::move(colour)});
+        ids.emplace(labels_.back().text, id);
+        return id;
     }
     const Label& operator[](std::uint32_t id) const { return labels_[id]; }
     std::size_t size() const { return labels_.size(); }
 
 private:
-    std::vector<Label> labels_;
-    std::unordered_map<std::string, std::uint32_t> ids_;
+    std::deque<Label> labels_;
+    std::array<std::unordered_map<std::string_view, std::uint32_t>, 4> ids_;
 };
 
 // The profile's stacks as label ids, root first, read in place rather than copied: the tree is
 // built when the run ends, when the profile is at its largest.
 class LabelPaths {
 public:
-    LabelPaths(const Profile& profile, std::vector<std::uint32_t> frame_labels, std::vector<std::uint32_t> thread_labels,
-               bool thread_roots)
+    LabelPaths(const Profile& profile, std::vector<std::uint32_t> frame_labels,
+               std::vector<std::uint32_t> thread_labels, bool thread_roots)
         : profile_(profile),
           frame_labels_(std::move(frame_labels)),
           thread_labels_(std::move(thread_labels)),
           thread_roots_(thread_roots) {}
     std::size_t count() const { return profile_.stacks().size(); }
     std::uint64_t samples(std::size_t path) const { return profile_.stacks()[path].count; }
-    std::size_t length(std::size_t path) const { return profile_.stacks()[path].frames.size() + (thread_roots_ ? 1 : 0); }
+    std::size_t length(std::size_t path) const {
+        return profile_.stacks()[path].frames.size() + (thread_roots_ ? 1 : 0);
+    }
     std::uint32_t label(std::size_t path, std::size_t depth) const {
         const StackCount& stack = profile_.stacks()[path];
         if (thread_roots_) {
@@ -416,12 +423,17 @@ struct Geometry {
     double width() const { return kWidth + 2 * kMargin; }
 };
 
-std::string title_text(const RunInfo& info) {
+// The samples taken and the thread samples drawn: in CPU time they differ (a thread counts for the
+// CPU it used, several threads may run in one sample), which the title says.
+std::string title_text(const RunInfo& info, std::uint64_t thread_samples) {
     std::string command = shorten_middle(readable(info.command_line), kTitleCommandChars);
     std::string pid = info.pid > 0 ? "pid " + std::to_string(info.pid) : "";
     std::string who = command.empty() ? pid : pid.empty() ? command : command + " (" + pid + ")";
-    return (who.empty() ? "" : who + ": ") + std::to_string(info.samples) + " samples in " + fixed(info.duration_s, 1) +
-           " s at " + number(info.rate_hz) + " Hz";
+    std::string text = (who.empty() ? "" : who + ": ") + std::to_string(info.samples) + " samples in " +
+                       fixed(info.duration_s, 1) + " s at " + number(info.rate_hz) + " Hz";
+    text += "; " + std::to_string(thread_samples) + " thread samples";
+    if (!info.counting.empty()) text += " (" + readable(info.counting) + ")";
+    return text;
 }
 
 std::string subtitle_text(const RunInfo& info, const WriteOptions& options) {
@@ -443,7 +455,7 @@ void write_button(std::ostream& out, const char* id, const char* label, const ch
 }
 
 void write_header(std::ostream& out, const Profile& profile, const WriteOptions& options, const Geometry& geometry) {
-    std::string title = title_text(profile.info);
+    std::string title = title_text(profile.info, profile.total_count());
     out << "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
         << "<svg version=\"1.1\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << number(geometry.width())
         << "\" height=\"" << number(geometry.height()) << "\" viewBox=\"0 0 " << number(geometry.width()) << " "

@@ -75,15 +75,17 @@ std::optional<Format> format_for_path(std::string_view path) {
 std::optional<SortKey> parse_sort_key(std::string_view name) {
     if (name == "tottime" || name == "time") return SortKey::Tottime;
     if (name == "cumtime" || name == "cumulative") return SortKey::Cumtime;
-    if (name == "ncalls" || name == "calls") return SortKey::Ncalls;
+    if (name == "samples" || name == "ncalls" || name == "calls") return SortKey::Ncalls;
     if (name == "name") return SortKey::Name;
     return std::nullopt;
 }
 
+// A frame read from the target always shows where it is, "?" for a file it does not name: a
+// function named "f (/etc/passwd:1)" can then not pass for a location.
 std::string frame_label(const Frame& frame, bool line_numbers) {
     std::string label = frame.function;
-    if (frame.filename.empty()) return label;
-    label += " (" + frame.filename;
+    if (frame.synthetic) return label;
+    label += " (" + (frame.filename.empty() ? std::string("?") : frame.filename);
     if (line_numbers && frame.line > 0) label += ":" + std::to_string(frame.line);
     label += ")";
     return label;

@@ -10,7 +10,7 @@ namespace {
 
 FunctionKey key_of(const Frame& frame) {
     if (frame.filename.empty()) return {"~", 0, valid_utf8(frame.function)};
-    return {valid_utf8(frame.filename), frame.first_line, valid_utf8(frame.function)};
+    return {valid_utf8(frame.filename), frame.first_line, valid_utf8(frame.plain_name())};
 }
 
 // Maps every interned frame to its function; frames differing only in the sampled line share one.

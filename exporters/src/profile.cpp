@@ -16,6 +16,7 @@ std::size_t mix(std::size_t seed, std::size_t value) {
 std::size_t FrameHash::operator()(const Frame& frame) const {
     std::size_t h = std::hash<std::string>{}(frame.function);
     h = mix(h, std::hash<std::string>{}(frame.filename));
+    h = mix(h, std::hash<bool>{}(frame.synthetic));
     return mix(h, std::hash<int>{}(frame.line));
 }
 
@@ -93,7 +94,7 @@ StackId Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, 
     StackId id = find_stack(hash, thread, root_first);
     FrameId other = 0;
     if (id == IdIndex::kNone && full()) {
-        other = intern(Frame{"[other stacks]", "", 0});
+        other = intern(Frame::made_by_pysample("[other stacks]"));
         root_first = std::span<const FrameId>(&other, 1);
         hash = hash_stack(thread, root_first);
         id = find_stack(hash, thread, root_first);
@@ -109,7 +110,7 @@ StackId Profile::add(std::uint32_t thread, std::span<const FrameId> root_first, 
 }
 
 std::size_t Profile::memory_bytes() const {
-    return frames_.capacity() * sizeof(Frame) + frame_ids_.bytes() + stacks_.capacity() * sizeof(StackCount) +
+    return frames_.size() * sizeof(Frame) + frame_ids_.bytes() + stacks_.capacity() * sizeof(StackCount) +
            stack_ids_.bytes() + blocks_.size() * block_size_ * sizeof(FrameId) +
            timeline_.capacity() * sizeof(TimedSample);
 }
@@ -142,6 +143,7 @@ std::vector<FunctionTime> top_functions(const Profile& profile, std::size_t limi
         std::set<std::pair<std::string, std::string>> seen;
         for (std::size_t i = 0; i < stack.frames.size(); ++i) {
             const Frame& frame = profile.frame(stack.frames[i]);
+            if (frame.synthetic) continue;  // a root or a marker is no function
             auto key = std::make_pair(frame.function, frame.filename);
             auto& entry = by_function[key];
             entry.function = frame.function;

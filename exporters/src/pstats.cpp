@@ -1,11 +1,12 @@
 // The stats dict cProfile dumps, written in Python's marshal format (the subset of marshal
 // version 2 that every Python 3 reads): pstats.Stats(path), snakeviz and gprof2dot load it.
 //
-// For a sampling profile the columns mean:
+// Keys are cProfile's own, (co_filename, co_firstlineno, co_name), so that a pysample file can be
+// compared with, or added to, one from cProfile. For a sampling profile the columns mean:
 //   tt  samples with the function innermost, times the sampling interval
 //   ct  samples with the function anywhere on the stack (once per sample, even when recursive),
 //       times the interval
-//   nc, cc  samples with the function on the stack: "ncalls" counts samples seen, not calls
+//   nc, cc  0: a sampler sees no calls, and pstats then leaves "percall" blank
 // and each caller edge (caller -> function) carries the same four numbers for the samples that
 // contain that edge.
 
@@ -89,11 +90,6 @@ private:
     std::string bytes_;
 };
 
-std::int64_t as_int(std::uint64_t count) {
-    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-    return static_cast<std::int64_t>(count < kMax ? count : kMax);
-}
-
 void write_key(MarshalWriter& writer, const FunctionKey& key) {
     writer.begin_tuple(3);
     writer.string(key.filename);
@@ -103,8 +99,8 @@ void write_key(MarshalWriter& writer, const FunctionKey& key) {
 
 // (cc, nc, tt, ct): the first four fields of a function's entry and a caller's whole entry.
 void write_timings(MarshalWriter& writer, const SampleCounts& counts, double interval) {
-    writer.integer(as_int(counts.total));
-    writer.integer(as_int(counts.total));
+    writer.integer(0);
+    writer.integer(0);
     writer.real(static_cast<double>(counts.own) * interval);
     writer.real(static_cast<double>(counts.total) * interval);
 }

@@ -1,6 +1,8 @@
-// The table `python -m cProfile -s KEY` prints (pstats' print_stats), laid out the same way so it
-// reads and parses like one; the first line counts samples instead of function calls. The numbers
-// are those of the pstats exporter: ncalls is the number of samples that saw the function.
+// The table `python -m cProfile -s KEY` prints (pstats' print_stats), laid out the same way, with
+// what a sampler knows in place of what it cannot: the first column counts the samples that saw
+// the function (not calls, which a sampler does not see), and the per-call columns give each
+// function's share of the samples instead. Times and names are those pstats prints for the
+// .pstats file of the same run.
 
 #include <algorithm>
 #include <cstdio>
@@ -36,7 +38,7 @@ std::string_view sort_description(SortKey key) {
     switch (key) {
         case SortKey::Tottime: return "internal time";
         case SortKey::Cumtime: return "cumulative time";
-        case SortKey::Ncalls: return "call count";
+        case SortKey::Ncalls: return "sample count";
         case SortKey::Name: return "function name";
     }
     return "internal time";
@@ -82,13 +84,23 @@ std::string summary_line(std::uint64_t samples, double interval, const RunInfo& 
            run_description(info) + "\n";
 }
 
-std::string row(const FunctionStats& function, double interval) {
-    const std::uint64_t samples = function.counts.total;
-    const double tottime = static_cast<double>(function.counts.own) * interval;
-    const double cumtime = static_cast<double>(samples) * interval;
-    const double calls = static_cast<double>(samples);
-    return right_aligned(std::to_string(samples), 9) + " " + f8(tottime) + " " + f8(tottime / calls) + " " +
-           f8(cumtime) + " " + f8(cumtime / calls) + " " + printable(detail::function_label(function.key)) + "\n";
+std::string share(std::uint64_t part, std::uint64_t whole) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%7.2f%%",
+                  whole == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+    return buffer;
+}
+
+std::string header() {
+    return right_aligned("samples", 9) + " " + right_aligned("tottime", 8) + " " + right_aligned("own%", 8) + " " +
+           right_aligned("cumtime", 8) + " " + right_aligned("total%", 8) + " filename:lineno(function)\n";
+}
+
+std::string row(const FunctionStats& function, double interval, std::uint64_t samples) {
+    const auto& counts = function.counts;
+    return right_aligned(std::to_string(counts.total), 9) + " " + f8(static_cast<double>(counts.own) * interval) + " " +
+           share(counts.own, samples) + " " + f8(static_cast<double>(counts.total) * interval) + " " +
+           share(counts.total, samples) + " " + printable(detail::function_label(function.key)) + "\n";
 }
 
 }  // namespace
@@ -97,9 +109,14 @@ std::string row(const FunctionStats& function, double interval) {
 void write_text(const Profile& profile, const WriteOptions& options, std::ostream& out) {
     const detail::FunctionTable table = detail::aggregate_functions(profile);
     const double interval = profile.info.interval_s();
-    out << summary_line(table.samples, interval, profile.info) << "\n";
+    out << summary_line(table.samples, interval, profile.info);
     std::vector<const FunctionStats*> rows = sorted_rows(table.functions, options.sort);
-    if (rows.empty()) return;
+    if (rows.empty()) {
+        out << "\n";
+        return;
+    }
+    out << "   samples: how many samples saw the function (a sampler sees no calls); own% and total%: its share of "
+           "them, running itself and anywhere on the stack\n\n";
 
     out << "   Ordered by: " << sort_description(options.sort) << "\n";
     if (options.top > 0 && options.top < rows.size()) {
@@ -107,8 +124,8 @@ void write_text(const Profile& profile, const WriteOptions& options, std::ostrea
             << ">\n";
         rows.resize(options.top);
     }
-    out << "\n   ncalls  tottime  percall  cumtime  percall filename:lineno(function)\n";
-    for (const FunctionStats* function : rows) out << row(*function, interval);
+    out << "\n" << header();
+    for (const FunctionStats* function : rows) out << row(*function, interval, table.samples);
     out << "\n\n";
 }
 

@@ -7,14 +7,19 @@
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <limits>
 #include <map>
+#include <regex>
 
 #include "attach/error.hpp"
+#include "exporters/utf8.hpp"
 #include "layout.hpp"
+#include "logging.hpp"
 #include "options.hpp"
+#include "output_file.hpp"
 #include "timer.hpp"
 
 namespace pysample::sampler {
@@ -76,8 +81,8 @@ po::options_description record_options() {
         ("gil", po::bool_switch(), "Keep only samples of the thread holding the GIL (a sample in which no thread "
                                    "holds it has no stack)")
         ("reverse", po::bool_switch(), "flamegraph: icicle graph, root at the top")
-        ("sort", po::value<std::string>()->default_value("tottime"), "text: sort by tottime|cumtime|ncalls|name")
-        ("top", po::value<std::size_t>()->default_value(0), "text: print only the first N rows (0: all)");
+        ("sort", po::value<std::string>()->default_value("tottime"), "text: sort by tottime|cumtime|samples|name (ncalls: samples)")
+        ("top", po::value<std::string>()->default_value("0"), "text: print only the first N rows (0: all)");
     return desc;
 }
 
@@ -97,7 +102,7 @@ po::options_description top_options() {
         ("rate,r", po::value<std::string>()->default_value("100"), "Samples per second, or 'max'")
         ("duration,d", po::value<std::string>(), "Seconds to run for (default: until q, Ctrl-C or the program exits)")
         ("interval", po::value<std::string>()->default_value("1"), "Seconds between refreshes of the table")
-        ("rows", po::value<std::size_t>(), "Show at most this many functions (default: as many as fit the "
+        ("rows", po::value<std::string>(), "Show at most this many functions (default: as many as fit the "
                                            "terminal; 20 when the output is not a terminal)")
         ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
                                         "slows the program); default reads without stopping it")
@@ -124,7 +129,7 @@ const char* subcommand_summary(const std::string& subcommand) {
 
 void configure_logging(bool verbose) {
     auto logger = spdlog::stderr_color_mt("pysample");
-    logger->set_pattern("pysample: [%l] %v");
+    logger->set_formatter(log_formatter());
     spdlog::set_default_logger(logger);
     spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::warn);
 }
@@ -143,8 +148,11 @@ int exit_code_for(attach::ErrorKind kind) {
     return kExitError;
 }
 
-// The whole of `text` as a finite number, or nullopt.
+// The whole of `text` as a finite decimal number ("10", "0.5", "1e3"), or nullopt. Hexadecimal
+// ("0x10" would be 16), "inf", "nan" and spaces are refused: strtod would take them all.
 std::optional<double> parse_number(const std::string& text) {
+    static const std::regex decimal(R"([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)");
+    if (!std::regex_match(text, decimal)) return std::nullopt;
     std::size_t used = 0;
     double value = 0;
     try {
@@ -154,6 +162,19 @@ std::optional<double> parse_number(const std::string& text) {
     }
     if (used != text.size() || !std::isfinite(value)) return std::nullopt;
     return value;
+}
+
+// The whole of `text` as a count from 0 to 1,000,000,000: digits only, so that "-1" is not read
+// as 2^64 - 1.
+std::size_t parse_count(const std::string& option, const std::string& text, const std::string& accepted) {
+    bool digits = !text.empty() && text.size() <= 10 && std::all_of(text.begin(), text.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c));
+    });
+    unsigned long long count = digits ? std::stoull(text) : 0;
+    if (!digits || count > 1'000'000'000ULL) {
+        throw attach::Error(attach::ErrorKind::Usage, "invalid " + option + " '" + text + "': it takes " + accepted);
+    }
+    return static_cast<std::size_t>(count);
 }
 
 [[noreturn]] void bad_value(const std::string& option, const std::string& text, const std::string& accepted) {
@@ -228,6 +249,7 @@ std::vector<RecordOptions::Output> parse_outputs(const po::variables_map& vm) {
     for (const auto& path : paths) {
         auto format = paths.size() == 1 && asked ? asked : exporters::format_for_path(path);
         if (!format) format = asked;
+        if (!format && path == kStandardOutput) format = exporters::Format::Collapsed;  // text for a pipe
         if (!format) {
             throw attach::Error(
                 attach::ErrorKind::Usage,
@@ -272,7 +294,10 @@ TopOptions parse_top(const po::variables_map& vm) {
         bad_value("--interval", interval, "a number of seconds from 0.05 to 3600");
     }
     options.interval = *seconds;
-    if (vm.count("rows")) options.rows = vm["rows"].as<std::size_t>();
+    if (vm.count("rows")) {
+        options.rows = parse_count("--rows", vm["rows"].as<std::string>(), "a number of rows, 1 or more");
+        if (options.rows == 0) bad_value("--rows", vm["rows"].as<std::string>(), "a number of rows, 1 or more");
+    }
     options.blocking = vm["blocking"].as<bool>();
     options.idle = vm["idle"].as<bool>();
     fill_native(vm, options);
@@ -286,9 +311,10 @@ RecordOptions parse_record(const po::variables_map& vm) {
     options.outputs = parse_outputs(vm);
     options.reverse = vm["reverse"].as<bool>();
     auto sort = exporters::parse_sort_key(vm["sort"].as<std::string>());
-    if (!sort) throw attach::Error(attach::ErrorKind::Usage, "--sort takes tottime, cumtime, ncalls or name");
+    if (!sort)
+        throw attach::Error(attach::ErrorKind::Usage, "--sort takes tottime, cumtime, samples (or ncalls) or name");
     options.sort = *sort;
-    options.top = vm["top"].as<std::size_t>();
+    options.top = parse_count("--top", vm["top"].as<std::string>(), "a number of rows, or 0 for all");
     options.blocking = vm["blocking"].as<bool>();
     options.idle = vm["idle"].as<bool>();
     if (vm.count("mode")) {
@@ -325,6 +351,9 @@ void attach_dashed_values(std::vector<std::string>& args) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
+    // A closed pipe ends the output written to it, with a message, not pysample: the other outputs
+    // are still written.
+    ::signal(SIGPIPE, SIG_IGN);
     std::vector<std::string> args(argv + 1, argv + argc);
     std::vector<std::string> command;
     if (auto dashes = std::find(args.begin(), args.end(), "--"); dashes != args.end()) {
@@ -343,7 +372,8 @@ int run_cli(int argc, char** argv) {
         std::cout << "pysample " << PYSAMPLE_VERSION << "\n";
         return kExitOk;
     } else if (!args.empty() && args[0][0] != '-') {
-        std::cerr << "pysample: unknown subcommand '" << args[0] << "'\n\n" << kUsage;
+        std::cerr << "pysample: unknown subcommand '" << exporters::escape_control_characters(args[0]) << "'\n\n"
+                  << kUsage;
         return kExitUsage;
     }
 
@@ -407,13 +437,16 @@ int run_cli(int argc, char** argv) {
         require_target(options, true);
         return run_record(options);
     } catch (const po::error& e) {
-        std::cerr << "pysample: " << e.what() << " (see 'pysample " << subcommand << " --help')\n";
+        // Messages carry what was given, and paths and names from the target: printed escaped, so that
+        // none can split the line or drive the terminal.
+        std::cerr << "pysample: " << exporters::escape_control_characters(e.what()) << " (see 'pysample " << subcommand
+                  << " --help')\n";
         return kExitUsage;
     } catch (const attach::Error& e) {
-        std::cerr << "pysample: " << e.what() << "\n";
+        std::cerr << "pysample: " << exporters::escape_control_characters(e.what()) << "\n";
         return exit_code_for(e.kind());
     } catch (const std::exception& e) {
-        std::cerr << "pysample: error: " << e.what() << "\n";
+        std::cerr << "pysample: error: " << exporters::escape_control_characters(e.what()) << "\n";
         return kExitError;
     }
 }

@@ -145,8 +145,10 @@ void print_json(PythonProcess& process, const std::vector<const ThreadSnapshot*>
 
 void print_text(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const LocalsByFrame& locals,
                 bool only_gil, std::ostream& out) {
-    out << "Process " << process.pid() << ": " << attach::read_cmdline(process.pid()) << "\n"
-        << "Python " << process.version().to_string() << " (" << process.binary_path() << ")\n";
+    out << "Process " << process.pid() << ": "
+        << exporters::escape_control_characters(attach::read_cmdline(process.pid())) << "\n"
+        << "Python " << process.version().to_string() << " ("
+        << exporters::escape_control_characters(process.binary_path()) << ")\n";
     if (only_gil && threads.empty()) out << "\nNo thread holds the GIL.\n";
     for (const auto* thread : threads) {
         out << "\n";
@@ -179,6 +181,14 @@ int run_dump(const DumpOptions& options) {
     if (outcome == Snapshotter::Outcome::ProcessGone) {
         std::cerr << "pysample: process " << options.pid << " exited\n";
         return kExitTargetExited;
+    }
+    if (const auto* suspender = snapshotter.suspender(); suspender && suspender->stop_failures().traced_elsewhere > 0) {
+        const auto& failures = suspender->stop_failures();
+        std::cerr << "pysample: " << failures.traced_elsewhere << " thread"
+                  << (failures.traced_elsewhere == 1 ? "" : "s") << " could not be stopped because "
+                  << exporters::escape_control_characters(attach::process_label(failures.tracer))
+                  << " traces them (a thread has one tracer only); read without stopping them, a stack may be "
+                     "caught mid-update\n";
     }
     std::vector<const ThreadSnapshot*> shown;
     for (const auto& thread : threads) {

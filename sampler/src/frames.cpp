@@ -12,10 +12,14 @@ std::string interpreter_label(std::int64_t id) { return "[interpreter " + std::t
 
 exporters::Frame profile_frame(const PyFrame& frame, bool line_numbers) {
     if (frame.native != nullptr) return profile_frame(*frame.native, line_numbers);
-    if (frame.is_interpreter_marker()) return {interpreter_label(frame.interpreter), "", 0, 0};
-    if (frame.code == nullptr) return {omitted_frames_label(frame.omitted), "", 0, 0};
-    return {frame.code->function, frame.code->filename, line_numbers && frame.line > 0 ? frame.line : 0,
-            frame.code->firstlineno};
+    if (frame.is_interpreter_marker()) return exporters::Frame::made_by_pysample(interpreter_label(frame.interpreter));
+    if (frame.code == nullptr) return exporters::Frame::made_by_pysample(omitted_frames_label(frame.omitted));
+    return {frame.code->function,
+            frame.code->filename,
+            line_numbers && frame.line > 0 ? frame.line : 0,
+            frame.code->firstlineno,
+            false,
+            frame.code->name};
 }
 
 }  // namespace pysample::sampler

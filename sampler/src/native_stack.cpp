@@ -255,6 +255,14 @@ bool waits_in_native_call(const NativeCapture& capture, const std::vector<PyFram
 
 exporters::Frame profile_frame(const symbolize::NativeFrameInfo& info, bool line_numbers) {
     exporters::Frame frame;
+    if (info.unnamed_function) {
+        // One frame per function the unwind tables bound, named by where it starts.
+        char start[32];
+        std::snprintf(start, sizeof(start), "+0x%llx", static_cast<unsigned long long>(info.module_offset));
+        frame.function = info.module + start;
+        frame.filename = info.module;
+        return frame;
+    }
     frame.function = info.function.empty() ? "[unknown]" : info.function;
     if (!info.source_file.empty() && info.line > 0) {
         frame.filename = std::string(short_source_path(info.source_file));

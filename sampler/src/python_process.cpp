@@ -138,8 +138,9 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
                         "process " + std::to_string(pid) + " runs PyPy (" + *pypy +
                             "): pysample reads CPython's interpreter only, and PyPy's is another one");
         }
-        throw Error(ErrorKind::NotPython, "process " + std::to_string(pid) + " (" + attach::read_exe_path(pid) +
-                                              ") is not a Python process: no python binary or libpython "
+        std::string exe = attach::read_exe_path(pid);
+        throw Error(ErrorKind::NotPython, "process " + std::to_string(pid) + (exe.empty() ? "" : " (" + exe + ")") +
+                                              " is not a Python process: no python binary or libpython "
                                               "carrying the interpreter runtime is mapped");
     }
     binary_path_ = binary->path;

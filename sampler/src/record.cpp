@@ -173,7 +173,7 @@ private:
         if (options_.subprocesses) {
             std::string label = "process " + std::to_string(process.pid()) + " " + sampled.command_line;
             if (label.size() > 200) label = label.substr(0, 197) + "...";
-            sampled.root = profile_.intern({label, "", 0, 0});
+            sampled.root = profile_.intern(exporters::Frame::made_by_pysample(label));
         }
         images_[process.pid()] = {sampled.image, std::chrono::steady_clock::now(), true};
         ++followed_;
@@ -262,6 +262,8 @@ private:
         into.unknown_thread_stacks += from.unknown_thread_stacks;
         into.deepest = std::max(into.deepest, from.deepest);
         for (const auto& [reason, count] : from.reasons) into.reasons[reason] += count;
+        into.unreadable_lists += from.unreadable_lists;
+        for (const auto& [reason, count] : from.list_reasons) into.list_reasons[reason] += count;
     }
 
     static void add_stop_failures(attach::StopFailures& into, const attach::StopFailures& from) {
@@ -269,6 +271,7 @@ private:
         into.waiting_for_cpu += from.waiting_for_cpu;
         into.other_state += from.other_state;
         into.traced_elsewhere += from.traced_elsewhere;
+        if (from.tracer != 0) into.tracer = from.tracer;
     }
 
     static void add_native_stats(NativeStats& into, const NativeStats& from) {
@@ -319,7 +322,8 @@ private:
             stack_.push_back(sampled.root);
             // Under its process, so the thread's own root frame is added here rather than by the writers.
             if (options_.threads)
-                stack_.push_back(profile_.intern({exporters::thread_label({thread.id, thread.name}), "", 0, 0}));
+                stack_.push_back(profile_.intern(
+                    exporters::Frame::made_by_pysample(exporters::thread_label({thread.id, thread.name}))));
         }
         for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
             stack_.push_back(it->code != nullptr ? python_frame_id(*it)
@@ -417,11 +421,27 @@ void print_stop_failures(const attach::StopFailures& failures) {
     }
     if (failures.traced_elsewhere > 0) {
         std::fprintf(stderr,
-                     "pysample: %llu time%s a thread could not be stopped because another process (a debugger, "
-                     "another pysample) traces it; it was read without stopping it\n",
+                     "pysample: %llu time%s a thread could not be stopped because %s traces it (a debugger, "
+                     "strace or another pysample; a thread has one tracer only); it was read without stopping it\n",
                      static_cast<unsigned long long>(failures.traced_elsewhere),
-                     failures.traced_elsewhere == 1 ? "" : "s");
+                     failures.traced_elsewhere == 1 ? "" : "s",
+                     exporters::escape_control_characters(attach::process_label(failures.tracer)).c_str());
     }
+}
+
+// How samples became the profile's counts, which differ from the number of samples taken.
+const char* describe_counting(const RecordOptions& options) {
+    if (options.gil) return "the thread holding the GIL counted in each sample";
+    if (options.idle) return "wall-clock time: every thread counted in every sample";
+    return "CPU time: each thread counted for the CPU it used";
+}
+
+std::string describe_reasons(const std::map<WalkResult, std::uint64_t>& reasons) {
+    std::string text;
+    for (const auto& [reason, count] : reasons) {
+        text += (text.empty() ? "" : ", ") + std::to_string(count) + " " + std::string(describe(reason));
+    }
+    return text;
 }
 
 void print_summary(Recorder& recorder, const RecordOptions& options, const std::vector<std::string>& written) {
@@ -433,14 +453,17 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
                  static_cast<unsigned long long>(info.samples), info.duration_s,
                  info.duration_s > 0 ? static_cast<double>(info.samples) / info.duration_s : 0.0,
                  describe_rate(options.rate).c_str(), static_cast<unsigned long long>(info.errors), percent);
+    std::fprintf(stderr, "pysample: the profile holds %llu thread samples (%s)\n",
+                 static_cast<unsigned long long>(recorder.profile().total_count()), describe_counting(options));
+    if (stats.unreadable_lists > 0) {
+        std::fprintf(stderr, "pysample: %llu sample%s failed because the list of threads could not be read (%s)\n",
+                     static_cast<unsigned long long>(stats.unreadable_lists), stats.unreadable_lists == 1 ? "" : "s",
+                     describe_reasons(stats.list_reasons).c_str());
+    }
     if (stats.rejected > 0) {
-        std::string reasons;
-        for (const auto& [reason, count] : stats.reasons) {
-            reasons += (reasons.empty() ? "" : ", ") + std::to_string(count) + " " + std::string(describe(reason));
-        }
         std::fprintf(stderr, "pysample: %llu of %llu thread stacks rejected (%s)\n",
                      static_cast<unsigned long long>(stats.rejected),
-                     static_cast<unsigned long long>(stats.thread_stacks), reasons.c_str());
+                     static_cast<unsigned long long>(stats.thread_stacks), describe_reasons(stats.reasons).c_str());
     }
     if (stats.cut > 0) {
         std::fprintf(stderr,
@@ -473,7 +496,9 @@ void print_summary(Recorder& recorder, const RecordOptions& options, const std::
         std::fprintf(stderr, "pysample: sampled %zu Python process%s\n", recorder.processes_followed(),
                      recorder.processes_followed() == 1 ? "" : "es");
     }
-    for (const auto& path : written) std::fprintf(stderr, "pysample: wrote %s\n", path.c_str());
+    for (const auto& path : written) {
+        std::fprintf(stderr, "pysample: wrote %s\n", exporters::escape_control_characters(path).c_str());
+    }
 
     auto top = exporters::top_functions(recorder.profile(), 10);
     if (top.empty()) return;
@@ -509,7 +534,10 @@ WrittenOutputs write_outputs(const exporters::Profile& profile, const RecordOpti
             OutputFile file(path);
             exporters::write_profile(output.format, profile, write, file.stream());
             file.commit();
-            outputs.written.push_back(path + " (" + std::string(exporters::format_name(output.format)) + ")");
+            std::string name = (path == kStandardOutput ? std::string("standard output") : path) + " (" +
+                               std::string(exporters::format_name(output.format)) + ")";
+            if (file.reader_closed()) name += ", until its reader closed the pipe";
+            outputs.written.push_back(name);
         } catch (const attach::Error& e) {
             outputs.failed.push_back(e.what());
         } catch (const std::exception& e) {
@@ -535,15 +563,7 @@ int run_record(const RecordOptions& options) {
         // With --subprocesses the command may be a launcher that is not Python itself.
         if (!options.subprocesses) {
             process = wait_for_python(*child, options);
-            if (!process) {
-                int status = child->wait();
-                if (!options.quiet && !stop_requested()) {
-                    std::fprintf(stderr,
-                                 "pysample: '%s' exited before a Python interpreter started; nothing recorded\n",
-                                 options.command[0].c_str());
-                }
-                return attach::ChildProcess::exit_code(status);
-            }
+            if (!process) return no_python_ran(options.command, child->wait(), options.quiet);
         }
     } else {
         try {
@@ -561,6 +581,7 @@ int run_record(const RecordOptions& options) {
     info.command_line = attach::read_cmdline(root);
     info.python_version = python_version;
     info.rate_hz = options.rate;
+    info.counting = options.gil ? "GIL holder" : options.idle ? "wall-clock time" : "CPU time";
     info.start_time = timestamp("%Y-%m-%dT%H:%M:%S%z");
     if (!options.quiet) {
         std::string what = python_target ? "pid " + std::to_string(root) + " (Python " + info.python_version + ")"
@@ -612,9 +633,19 @@ int run_record(const RecordOptions& options) {
         std::fprintf(stderr, "pysample: process %d exited; writing what was recorded\n", root);
     }
     auto outputs = write_outputs(recorder->profile(), options);
-    for (const auto& failure : outputs.failed) std::fprintf(stderr, "pysample: %s\n", failure.c_str());
+    for (const auto& failure : outputs.failed) {
+        std::fprintf(stderr, "pysample: %s\n", exporters::escape_control_characters(failure).c_str());
+    }
     if (!options.quiet) print_summary(*recorder, options, outputs.written);
     int written_status = outputs.failed.empty() ? kExitOk : kExitOutputUnwritable;
+    if (written_status == kExitOk && recorder->processes_followed() == 0) {
+        // --subprocesses under a command or process that never ran Python: a script must be able
+        // to tell this empty profile from a real one.
+        if (!options.quiet) {
+            std::fprintf(stderr, "pysample: no Python process ran under pid %d; the profile is empty\n", root);
+        }
+        written_status = kExitNotPython;
+    }
     // Detach (when blocking) before waiting for a launched child, whose stops would otherwise wait for us.
     recorder.reset();
 
@@ -627,7 +658,7 @@ int run_record(const RecordOptions& options) {
         if (stop_requested() && !child->poll()) child->send_signal(stop_signal());
         if (!child->poll() && !options.quiet) {
             std::fprintf(stderr, "pysample: profile written; waiting for '%s' (pid %d) to exit, Ctrl-C to stop it\n",
-                         options.command[0].c_str(), child->pid());
+                         exporters::escape_control_characters(options.command[0]).c_str(), child->pid());
         }
         int child_status = attach::ChildProcess::exit_code(child->wait());
         return written_status != kExitOk ? written_status : child_status;

@@ -244,8 +244,8 @@ Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out,
         interp_ = 0;
         list_failed_ = true;
         if (last_attempt) {
-            ++stats_.rejected;
-            ++stats_.reasons[result];
+            ++stats_.unreadable_lists;
+            ++stats_.list_reasons[result];
             spdlog::debug("pid {}: thread list unreadable: {}", process_.pid(), describe(result));
         }
         return Outcome::Failed;

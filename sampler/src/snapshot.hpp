@@ -46,6 +46,9 @@ struct SnapshotStats {
     std::uint64_t thread_stacks = 0;  // stacks walked
     std::uint64_t rejected = 0;       // stacks not read whole (failed read, torn chain)
     std::map<WalkResult, std::uint64_t> reasons;
+    // Samples in which the list of threads itself could not be read: no stack was walked.
+    std::uint64_t unreadable_lists = 0;
+    std::map<WalkResult, std::uint64_t> list_reasons;
     std::uint64_t single_reads = 0;   // unstopped samples copied whole in one batched read
     std::uint64_t partial_reads = 0;  // unstopped samples that needed pages outside the batch
     std::uint64_t reread = 0;         // unstopped walks read again: failed, or ended off the thread's base

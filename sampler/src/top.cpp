@@ -16,8 +16,10 @@
 
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
+#include "exporters/utf8.hpp"
 #include "frames.hpp"
 #include "launch_target.hpp"
+#include "logging.hpp"
 #include "options.hpp"
 #include "sampler/cli.hpp"
 #include "snapshot.hpp"
@@ -70,7 +72,7 @@ public:
     void reset() {
         counts_.reset();
         errors_ = 0;
-        reasons_at_reset_ = snapshotter_.stats().reasons;
+        reasons_at_reset_ = all_reasons();
     }
 
     TopCounts& counts() { return counts_; }
@@ -85,7 +87,7 @@ public:
     std::string common_error() const {
         std::uint64_t most = 0;
         std::string reason;
-        for (const auto& [kind, count] : snapshotter_.stats().reasons) {
+        for (const auto& [kind, count] : all_reasons()) {
             auto before = reasons_at_reset_.find(kind);
             std::uint64_t since = count - (before == reasons_at_reset_.end() ? 0 : before->second);
             if (since > most) {
@@ -101,6 +103,12 @@ private:
         frames_.clear();
         for (const auto& frame : thread.frames) frames_.push_back(profile_frame(frame, true));
         counts_.add_stack(frames_, thread.weight);
+    }
+
+    std::map<WalkResult, std::uint64_t> all_reasons() const {
+        auto reasons = snapshotter_.stats().reasons;
+        for (const auto& [kind, count] : snapshotter_.stats().list_reasons) reasons[kind] += count;
+        return reasons;
     }
 
     const TopOptions& options_;
@@ -121,7 +129,7 @@ class LogCapture {
 public:
     LogCapture() : logger_(spdlog::default_logger()), saved_(logger_->sinks()) {
         sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(kKept);
-        sink_->set_pattern("pysample: [%l] %v");
+        sink_->set_formatter(log_formatter());
         logger_->sinks() = {sink_};
     }
     ~LogCapture() {
@@ -331,8 +339,8 @@ int finish_child(attach::ChildProcess& child, std::optional<int> reaped, const T
     if (!child.poll()) {
         child.send_signal(stop_requested() ? stop_signal() : SIGTERM);
         if (!wait_for_exit(child, kGrace) && !options.quiet) {
-            std::fprintf(stderr, "pysample: waiting for '%s' (pid %d) to exit\n", options.command[0].c_str(),
-                         child.pid());
+            std::fprintf(stderr, "pysample: waiting for '%s' (pid %d) to exit\n",
+                         exporters::escape_control_characters(options.command[0]).c_str(), child.pid());
         }
     }
     return attach::ChildProcess::exit_code(child.wait());
@@ -348,14 +356,7 @@ int run_top(const TopOptions& options) {
         child = std::make_unique<attach::ChildProcess>(options.command);
         signals.forward_to(child->pid());
         process = wait_for_python(*child, options);
-        if (!process) {
-            int status = child->wait();
-            if (!options.quiet && !stop_requested()) {
-                std::fprintf(stderr, "pysample: '%s' exited before a Python interpreter started\n",
-                             options.command[0].c_str());
-            }
-            return attach::ChildProcess::exit_code(status);
-        }
+        if (!process) return no_python_ran(options.command, child->wait(), options.quiet);
     } else {
         process = std::make_unique<PythonProcess>(options.pid, options.python_version);
     }

@@ -229,11 +229,22 @@ TopEntry& TopCounts::Table::entry(const exporters::Frame& frame) {
     return entries[it->second];
 }
 
+namespace {
+
+exporters::Frame without_line(const exporters::Frame& frame) {
+    exporters::Frame function = frame;
+    function.line = 0;
+    return function;
+}
+
+}  // namespace
+
 void TopCounts::Table::count(std::span<const exporters::Frame> innermost_first, bool by_line, std::uint64_t stack,
                              std::uint64_t samples) {
     for (std::size_t i = 0; i < innermost_first.size(); ++i) {
         const auto& frame = innermost_first[i];
-        TopEntry& row = by_line ? entry(frame) : entry({frame.function, frame.filename, 0, frame.first_line});
+        if (frame.synthetic) continue;  // a marker is no function
+        TopEntry& row = by_line ? entry(frame) : entry(without_line(frame));
         if (i == 0) {
             row.own += samples;
             row.current_own += samples;

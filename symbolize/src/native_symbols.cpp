@@ -233,6 +233,9 @@ NativeFrameInfo NativeSymbolizer::resolve(const Module& module, std::uint64_t ad
     if (const auto* function = symbols.functions.containing(link_address)) {
         info.function = demangle(function->name);
         info.module_offset = module.offset_of(function->start + module.bias);
+    } else if (auto start = unwind_function_start(*module.elf, link_address)) {
+        info.unnamed_function = true;
+        info.module_offset = module.offset_of(*start + module.bias);
     }
     if (symbols.lines) {
         if (auto source = symbols.lines->find(link_address)) {

@@ -286,6 +286,11 @@ std::unique_ptr<CodeInfo> CodeCache::load(std::uint64_t fingerprint) {
     auto filename = read_code_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.filename));
     auto table = read_bytes_object(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.linetable));
     if (!function || !filename || !table) return nullptr;
+    if (layout_.qualname >= 0) {
+        auto name = read_code_string(memory_, layout_, attach::field_at<std::uint64_t>(raw_, layout_.name));
+        if (!name) return nullptr;
+        if (*name != *function) info->name = std::move(*name);
+    }
     info->function = std::move(*function);
     info->filename = std::move(*filename);
     info->linetable = std::move(*table);

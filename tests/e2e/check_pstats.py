@@ -17,13 +17,19 @@ import sys
 SORT_WORDS = {
     "tottime": "internal time",
     "cumtime": "cumulative time",
-    "ncalls": "call count",
+    "ncalls": "sample count",
     "name": "function name",
 }
 SUMMARY = re.compile(r"^ +(\d+) samples in (\d+\.\d{3}) seconds( \(.*\))?$")
 REDUCED = re.compile(r"^   List reduced from (\d+) to (\d+) due to restriction <(\d+)>$")
-TITLE = "   ncalls  tottime  percall  cumtime  percall filename:lineno(function)"
-ROW = re.compile(r"^ *(\d+)(?:/\d+)? +(\d+\.\d{3}) +(\d+\.\d{3}) +(\d+\.\d{3}) +(\d+\.\d{3}) (.*)$")
+NOTE = ("   samples: how many samples saw the function (a sampler sees no calls); own% and total%: its share of them, "
+        "running itself and anywhere on the stack")
+TITLE = "  samples  tottime     own%  cumtime   total% filename:lineno(function)"
+PSTATS_TITLE = "   ncalls  tottime  percall  cumtime  percall filename:lineno(function)"
+# Ours: samples, tottime, own%, cumtime, total%, label.
+ROW = re.compile(r"^ *(\d+) +(\d+\.\d{3}) +(\d+\.\d\d)% +(\d+\.\d{3}) +(\d+\.\d\d)% (.*)$")
+# pstats' own, for a file without call counts: ncalls 0 and both percall columns blank.
+PSTATS_ROW = re.compile(r"^ +0 +(\d+\.\d{3}) {10,}(\d+\.\d{3}) {10}(.*)$")
 LABEL = re.compile(r"^(.*):(\d+)\((.*)\)$")
 
 
@@ -54,6 +60,10 @@ def check_stats(path, slowest, main, callers):
     check(stats.stats, "%s holds no functions" % path)
     total = stats.total_tt
     report("pstats.Stats loaded %d functions, %.3f s in total" % (len(stats.stats), total))
+    claimed = [key for key, value in stats.stats.items()
+               if value[0] or value[1] or any(edge[0] or edge[1] for edge in value[4].values())]
+    check(not claimed, "call counts in a sampled profile: %s" % [pstats.func_std_string(key) for key in claimed[:5]])
+    report("no call counts claimed (ncalls 0, percall blank)")
 
     by_tottime = max(stats.stats.items(), key=lambda item: item[1][2])
     check(matches(by_tottime[0][2], slowest),
@@ -77,10 +87,11 @@ def check_stats(path, slowest, main, callers):
 
 
 def printed_rows(path):
-    """The rows pstats itself prints for the file, to compare with the text exporter's."""
+    """(tottime, cumtime, label) of the rows pstats itself prints for the file."""
     stream = io.StringIO()
     pstats.Stats(path, stream=stream).print_stats()
-    return [line for line in stream.getvalue().splitlines() if ROW.match(line)]
+    rows = [PSTATS_ROW.match(line) for line in stream.getvalue().splitlines()]
+    return {row.groups() for row in rows if row}
 
 
 def check_browser(path):
@@ -88,7 +99,7 @@ def check_browser(path):
     result = subprocess.run([sys.executable, "-m", "pstats", path], input="sort tottime\nstats 3\nquit\n",
                             capture_output=True, text=True, timeout=60)
     check(result.returncode == 0, "python -m pstats exited %d: %s" % (result.returncode, result.stderr))
-    check(TITLE.strip() in result.stdout, "python -m pstats printed no table:\n" + result.stdout)
+    check(PSTATS_TITLE.strip() in result.stdout, "python -m pstats printed no table:\n" + result.stdout)
     report("python -m pstats browses the file")
 
 
@@ -96,10 +107,11 @@ def parse_text(path):
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     check(lines and SUMMARY.match(lines[0]), "%s: first line is not the summary: %r" % (path, lines[:1]))
-    check(len(lines) > 2 and lines[1] == "", "%s: no blank line after the summary" % path)
-    check(lines[2].startswith("   Ordered by: "), "%s: no 'Ordered by' line: %r" % (path, lines[2]))
-    ordered_by = lines[2][len("   Ordered by: "):]
-    index = 3
+    check(len(lines) > 2 and lines[1] == NOTE and lines[2] == "",
+          "%s: no note saying what the columns count after the summary: %r" % (path, lines[1:3]))
+    check(lines[3].startswith("   Ordered by: "), "%s: no 'Ordered by' line: %r" % (path, lines[3]))
+    ordered_by = lines[3][len("   Ordered by: "):]
+    index = 4
     if index < len(lines) and REDUCED.match(lines[index]):
         index += 1
     check(lines[index:index + 2] == ["", TITLE], "%s: no column header after 'Ordered by'" % path)
@@ -137,10 +149,19 @@ def check_text(path, sort, pstats_path):
     check(values == sorted(values), "%s: the %d rows are not sorted by %s" % (path, len(rows), sort))
     report("%d rows ordered by %s" % (len(rows), ordered_by))
 
-    ours = {row.group(0) for row in rows}
-    theirs = set(printed_rows(pstats_path))
-    check(ours <= theirs, "%s: rows pstats does not print for the same file:\n%s" % (path, "\n".join(sorted(ours - theirs))))
-    report("every row is the one pstats prints for the same file")
+    samples = int(SUMMARY.match(summary).group(1))
+    for row in rows:
+        count, own, total = int(row.group(1)), float(row.group(3)), float(row.group(5))
+        check(abs(total - 100.0 * count / samples) <= 0.006, "%s: total%% %.2f for %d of %d samples" %
+              (row.group(6), total, count, samples))
+        check(own <= total, "%s: own%% %.2f above total%% %.2f" % (row.group(6), own, total))
+    report("the shares are the sample counts over the %d samples" % samples)
+
+    ours = {(row.group(2), row.group(4), row.group(6)) for row in rows}
+    theirs = printed_rows(pstats_path)
+    check(ours <= theirs, "%s: times or names pstats does not print for the same file:\n%s" %
+          (path, "\n".join(str(row) for row in sorted(ours - theirs))))
+    report("every row's times and name are the ones pstats prints for the same file")
 
 
 def parse_arguments():

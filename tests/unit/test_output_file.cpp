@@ -1,7 +1,10 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -104,25 +107,112 @@ TEST_CASE("an output file never committed leaves the old file and no temporary f
     CHECK(dir.entries() == 1);
 }
 
-TEST_CASE("a replaced file keeps its mode and owner, and a symbolic link keeps pointing at the file it names") {
+TEST_CASE("a replaced file keeps its mode and owner") {
     ScratchDirectory dir;
     write_file(dir / "kept.txt", "old\n");
     ::chmod((dir / "kept.txt").c_str(), 0600);
     bool as_root = ::geteuid() == 0;
     if (as_root) REQUIRE(::chown((dir / "kept.txt").c_str(), 65534, 65534) == 0);
-    fs::create_symlink("target.txt", dir / "link.txt");  // dangling until the profile is written
-    for (const char* name : {"kept.txt", "link.txt"}) {
-        sampler::OutputFile file(dir / name);
-        file.stream() << "new\n";
-        file.commit();
-    }
+    sampler::OutputFile file(dir / "kept.txt");
+    file.stream() << "new\n";
+    file.commit();
     CHECK(contents(dir / "kept.txt") == "new\n");
     CHECK(mode_of(dir / "kept.txt") == 0600);
     struct stat st {};
     ::stat((dir / "kept.txt").c_str(), &st);
     if (as_root) CHECK(st.st_uid == 65534);
-    CHECK(fs::is_symlink(dir / "link.txt"));
-    CHECK(contents(dir / "target.txt") == "new\n");
+}
+
+TEST_CASE("a symbolic link at the output's name is refused, never written through") {
+    ScratchDirectory dir;
+    write_file(dir / "victim.txt", "precious\n");
+    fs::create_symlink(dir / "victim.txt", dir / "link.txt");
+    fs::create_symlink(dir / "created-by-us.txt", dir / "dangling.txt");
+    for (const char* name : {"link.txt", "dangling.txt"}) {
+        std::string refused = refusal(dir / name);
+        CHECK(refused.find("it is a symbolic link") != std::string::npos);
+        // Also when the link appears after the check, before the run ends.
+        CHECK_THROWS_AS(sampler::OutputFile(dir / name), attach::Error);
+    }
+    CHECK(contents(dir / "victim.txt") == "precious\n");
+    CHECK_FALSE(fs::exists(dir / "created-by-us.txt"));
+    CHECK(dir.entries() == 3);  // no temporary file left
+}
+
+TEST_CASE("a link planted between the check and the commit is replaced, its target untouched") {
+    ScratchDirectory dir;
+    write_file(dir / "victim.txt", "precious\n");
+    sampler::OutputFile file(dir / "out.txt");
+    file.stream() << "profile\n";
+    fs::create_symlink(dir / "victim.txt", dir / "out.txt");
+    file.commit();
+    CHECK(contents(dir / "victim.txt") == "precious\n");
+    CHECK_FALSE(fs::is_symlink(dir / "out.txt"));
+    CHECK(contents(dir / "out.txt") == "profile\n");
+}
+
+TEST_CASE("another user's file in a sticky directory is not replaced") {
+    if (::geteuid() != 0) return;  // only root can make a file another user's
+    ScratchDirectory dir;
+    REQUIRE(::chmod(dir.path.c_str(), 01777) == 0);
+    write_file(dir / "theirs.svg", "theirs\n");
+    REQUIRE(::chown((dir / "theirs.svg").c_str(), 65534, 65534) == 0);
+    CHECK(refusal(dir / "theirs.svg").find("belongs to another user (uid 65534)") != std::string::npos);
+    CHECK_THROWS_AS(sampler::OutputFile(dir / "theirs.svg"), attach::Error);
+    CHECK(contents(dir / "theirs.svg") == "theirs\n");
+    REQUIRE(::chmod(dir.path.c_str(), 0755) == 0);  // outside a sticky directory, root replaces it as asked
+    CHECK(refusal(dir / "theirs.svg").empty());
+}
+
+TEST_CASE("a name too long for the file system is refused before sampling") {
+    ScratchDirectory dir;
+    std::string refused = refusal(dir / (std::string(300, 'n') + ".svg"));
+    CHECK(refused.find("the file name is 304 bytes long, and the file system takes 255 at most") != std::string::npos);
+}
+
+TEST_CASE("a FIFO with no reader fails after a bounded wait instead of blocking for ever") {
+    ScratchDirectory dir;
+    REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+    CHECK(refusal(dir / "fifo").empty());
+    auto started = std::chrono::steady_clock::now();
+    try {
+        sampler::OutputFile file(dir / "fifo", std::chrono::milliseconds(200));
+        FAIL("opened a FIFO nobody reads");
+    } catch (const attach::Error& e) {
+        CHECK(std::string(e.what()).find("no process opened the FIFO for reading within 0.2 s") != std::string::npos);
+    }
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(5));
+}
+
+TEST_CASE("a pipe whose reader went away ends that output, which is not an error") {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    ::close(fds[0]);
+    auto previous = ::signal(SIGPIPE, SIG_IGN);
+    std::string path = "/dev/fd/" + std::to_string(fds[1]);
+    {
+        sampler::OutputFile file(path);
+        for (int i = 0; i < 100000; ++i) file.stream() << "line of a profile\n";
+        CHECK_NOTHROW(file.commit());
+        CHECK(file.reader_closed());
+    }
+    ::signal(SIGPIPE, previous);
+    ::close(fds[1]);
+}
+
+TEST_CASE("pysample's own descriptors are written in place, appending") {
+    ScratchDirectory dir;
+    write_file(dir / "log.txt", "before\n");
+    int fd = ::open((dir / "log.txt").c_str(), O_WRONLY | O_APPEND);
+    REQUIRE(fd >= 0);
+    {
+        sampler::OutputFile file("/dev/fd/" + std::to_string(fd));
+        file.stream() << "profile\n";
+        file.commit();
+    }
+    ::close(fd);
+    CHECK(contents(dir / "log.txt") == "before\nprofile\n");
+    CHECK(refusal("/dev/fd/987").find("descriptor 987 is not open") != std::string::npos);
 }
 
 TEST_CASE("control characters and line separators are spelled out, invalid UTF-8 replaced") {

@@ -28,5 +28,7 @@ private:
 
 // Builds the sentence a user needs when ptrace or memory access is refused.
 std::string permission_hint(int pid);
+// "process 123 (gdb)", for messages: the process's command name, as the target set it (unescaped).
+std::string process_label(int pid);
 
 }  // namespace pysample::attach

@@ -26,6 +26,8 @@ public:
     void send_signal(int sig) const;
     // Shell-style exit code: the exit status, or 128 + signal number.
     static int exit_code(int wait_status);
+    // "exited with status 1", "was killed by signal 9 (Killed)".
+    static std::string describe_status(int wait_status);
 
 private:
     pid_t pid_ = -1;

@@ -21,6 +21,7 @@ struct StopFailures {
     std::uint64_t other_state = 0;
     // PTRACE_SEIZE refused: another tracer (a debugger, another pysample) already holds the thread.
     std::uint64_t traced_elsewhere = 0;
+    pid_t tracer = 0;  // the last such tracer seen
     std::uint64_t timeouts() const { return uninterruptible + waiting_for_cpu + other_state; }
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <span>
@@ -15,7 +16,21 @@ struct Frame {
     std::string filename;
     int line = 0;        // 0 when unknown or not recorded (--nolineno)
     int first_line = 0;  // where the function starts (co_firstlineno), 0 when unknown
+    // Made by pysample rather than read from the target (a thread or process root, a marker): it
+    // has no location, where every other frame shows one, if only "?".
+    bool synthetic = false;
+    // The plain name cProfile keys the function by (co_name), where `function` is a qualified one
+    // (co_qualname, 3.11+) that differs from it; else empty.
+    std::string name = {};
 
+    const std::string& plain_name() const { return name.empty() ? function : name; }
+    // A frame pysample makes, with no location: a thread or process root, a marker.
+    static Frame made_by_pysample(std::string label) {
+        Frame frame;
+        frame.function = std::move(label);
+        frame.synthetic = true;
+        return frame;
+    }
     bool operator==(const Frame&) const = default;
 };
 
@@ -55,6 +70,9 @@ struct RunInfo {
     std::uint64_t samples = 0;  // sampling ticks taken
     std::uint64_t errors = 0;   // ticks with a failed read or a rejected stack
     std::string start_time;     // ISO 8601
+    // What a thread's stack in a sample counts for: "CPU time" (the CPU the thread used), "wall-clock
+    // time" (every thread, every sample), "GIL holder"; empty when not said.
+    std::string counting;
 
     // Seconds one sample stands for.
     double interval_s() const { return rate_hz > 0 ? 1.0 / rate_hz : 0.0; }
@@ -131,7 +149,8 @@ public:
     }
 
     const Frame& frame(FrameId id) const { return frames_[id]; }
-    const std::vector<Frame>& frames() const { return frames_; }
+    // A deque: interning a frame never copies the others, nor holds twice their room while it grows.
+    const std::deque<Frame>& frames() const { return frames_; }
     const std::vector<ThreadInfo>& threads() const { return threads_; }
     // Unique stacks, indexed by StackId, in order of first appearance.
     const std::vector<StackCount>& stacks() const { return stacks_; }
@@ -154,7 +173,7 @@ private:
     std::size_t max_stacks_;
     std::size_t max_timeline_;
     std::size_t max_stack_frames_;
-    std::vector<Frame> frames_;
+    std::deque<Frame> frames_;
     IdIndex frame_ids_;  // by FrameHash
     std::vector<ThreadInfo> threads_;
     std::vector<StackCount> stacks_;
@@ -177,7 +196,7 @@ struct FunctionTime {
     std::uint64_t total = 0;  // samples with this function anywhere (counted once per sample)
 };
 
-// Functions (by name and file, lines merged) ranked by own samples.
+// Functions (by name and file, lines merged) ranked by own samples; roots and markers left out.
 std::vector<FunctionTime> top_functions(const Profile& profile, std::size_t limit);
 
 }  // namespace pysample::exporters

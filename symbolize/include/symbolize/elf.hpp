@@ -77,4 +77,8 @@ private:
     mutable std::unordered_map<std::string_view, std::uint64_t> symbols_;
 };
 
+// The start (link-time address) of the function that the module's unwind tables (.eh_frame_hdr)
+// say contains `link_address`; nullopt when no table entry covers it.
+std::optional<std::uint64_t> unwind_function_start(const ElfFile& elf, std::uint64_t link_address);
+
 }  // namespace pysample::symbolize

@@ -17,8 +17,10 @@ struct NativeFrameInfo {
     std::string function;             // demangled C++ name or C name; empty when no symbol covers the address
     std::string module;               // Module::name, e.g. "libc.so.6"; empty when the address is in no mapped file
     std::string module_path;          // Module::path
-    std::uint64_t module_offset = 0;  // function start - Module::start when the function is known, else
-                                      // address - Module::start
+    std::uint64_t module_offset = 0;  // function start - Module::start when the function or its start is
+                                      // known, else address - Module::start
+    // No symbol names the function, but the unwind tables give its start: module_offset is it.
+    bool unnamed_function = false;
     std::string source_file;  // from DWARF; code inlined into the function gives its call site; empty when unknown
     int line = 0;             // 0 when unknown
 };

@@ -46,6 +46,7 @@ struct CodeObjectLayout {
 
 struct CodeInfo {
     std::string function;  // co_qualname where the version has it, else co_name
+    std::string name;      // co_name: what cProfile names the function (empty when the same as `function`)
     std::string filename;
     int firstlineno = 0;
     int firsttraceable = 0;  // index of the first instruction a traceback would show (3.11+)
