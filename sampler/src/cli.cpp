@@ -20,6 +20,7 @@
 #include "logging.hpp"
 #include "options.hpp"
 #include "output_file.hpp"
+#include "python_version.hpp"
 #include "timer.hpp"
 
 namespace pysample::sampler {
@@ -195,7 +196,7 @@ void require_supported(const PythonVersion& version) {
     if (find_layout(version.major, version.minor)) return;
     throw attach::Error(attach::ErrorKind::UnsupportedVersion,
                         "--python-version " + version.to_string() +
-                            ": pysample cannot read this version; it reads Python 2.7 and 3.6 to 3.15");
+                            ": pysample cannot read this version; it reads Python " + supported_versions_text());
 }
 
 void fill_common(const po::variables_map& vm, CommonOptions& options) {

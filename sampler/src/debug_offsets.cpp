@@ -11,14 +11,14 @@ constexpr char kCookie[8] = {'x', 'd', 'e', 'b', 'u', 'g', 'p', 'y'};
 constexpr std::size_t kMaxWords = 160;
 constexpr std::uint64_t kMaxOffset = 1 << 16;
 
-// Where each field pysample uses sits in the struct (in 64-bit words), per minor version; -1 where
+// Where each field pysample uses sits in the struct (in 64-bit words), per version; -1 where
 // that version does not publish it. The struct grows between versions (3.14 and 3.15 insert fields
 // in the middle), so it is read by the version it carries. Positions come from each version's
 // pycore_debug_offsets.h (pycore_runtime.h in 3.13).
 struct FieldPositions {
-    int minor;
+    int major, minor;
     std::size_t words;
-    int interpreters_head, interp_next, interp_threads_head;
+    int interpreters_head, interp_size, interp_next, interp_threads_head, interp_imports_modules;
     int interp_ceval_gil, interp_gil_runtime_state, interp_gil_locked, interp_gil_holder;
     int tstate_size, tstate_next, tstate_interp, tstate_current_frame, tstate_thread_id, tstate_native_thread_id;
     int iframe_size, iframe_previous, iframe_executable, iframe_instr_ptr, iframe_localsplus, iframe_owner;
@@ -30,8 +30,9 @@ struct FieldPositions {
 
 // clang-format off
 constexpr std::array<FieldPositions, 3> kPositions{{
-    {.minor = 13, .words = 73,
-     .interpreters_head = 5, .interp_next = 8, .interp_threads_head = 9,
+    {.major = 3, .minor = 13, .words = 73,
+     .interpreters_head = 5, .interp_size = 6, .interp_next = 8, .interp_threads_head = 9,
+     .interp_imports_modules = 11,
      .interp_ceval_gil = 14, .interp_gil_runtime_state = 15, .interp_gil_locked = 17, .interp_gil_holder = 18,
      .tstate_size = 19, .tstate_next = 21, .tstate_interp = 22, .tstate_current_frame = 23, .tstate_thread_id = 24,
      .tstate_native_thread_id = 25,
@@ -42,8 +43,9 @@ constexpr std::array<FieldPositions, 3> kPositions{{
      .object_type = 45, .type_name = 47, .tuple_items = 51, .tuple_size = 52, .set_used = -1, .float_value = 60,
      .long_tag = 62, .long_digits = 63,
      .bytes_size = 65, .bytes_data = 66, .unicode_state = 68, .unicode_length = 69, .unicode_ascii_size = 70},
-    {.minor = 14, .words = 95,
-     .interpreters_head = 5, .interp_next = 8, .interp_threads_head = 9,
+    {.major = 3, .minor = 14, .words = 95,
+     .interpreters_head = 5, .interp_size = 6, .interp_next = 8, .interp_threads_head = 9,
+     .interp_imports_modules = 12,
      .interp_ceval_gil = 15, .interp_gil_runtime_state = 16, .interp_gil_locked = 18, .interp_gil_holder = 19,
      .tstate_size = 22, .tstate_next = 24, .tstate_interp = 25, .tstate_current_frame = 26, .tstate_thread_id = 27,
      .tstate_native_thread_id = 28,
@@ -54,8 +56,9 @@ constexpr std::array<FieldPositions, 3> kPositions{{
      .object_type = 51, .type_name = 53, .tuple_items = 57, .tuple_size = 58, .set_used = 63, .float_value = 70,
      .long_tag = 72, .long_digits = 73,
      .bytes_size = 75, .bytes_data = 76, .unicode_state = 78, .unicode_length = 79, .unicode_ascii_size = 80},
-    {.minor = 15, .words = 111,
-     .interpreters_head = 5, .interp_next = 8, .interp_threads_head = 9,
+    {.major = 3, .minor = 15, .words = 111,
+     .interpreters_head = 5, .interp_size = 6, .interp_next = 8, .interp_threads_head = 9,
+     .interp_imports_modules = 12,
      .interp_ceval_gil = 15, .interp_gil_runtime_state = 16, .interp_gil_locked = 18, .interp_gil_holder = 19,
      .tstate_size = 22, .tstate_next = 24, .tstate_interp = 25, .tstate_current_frame = 26, .tstate_thread_id = 30,
      .tstate_native_thread_id = 31,
@@ -70,9 +73,8 @@ constexpr std::array<FieldPositions, 3> kPositions{{
 // clang-format on
 
 const FieldPositions* positions_for(const DebugOffsets& offsets) {
-    if (offsets.major() != 3) return nullptr;
     for (const auto& positions : kPositions) {
-        if (positions.minor == offsets.minor()) return &positions;
+        if (positions.major == offsets.major() && positions.minor == offsets.minor()) return &positions;
     }
     return nullptr;
 }
@@ -146,6 +148,8 @@ constexpr Field kFields[] = {
      &FieldPositions::code_size},
     {"code_localspluskinds", &PythonLayout::code_localspluskinds, &FieldPositions::code_localspluskinds, Group::Values,
      &FieldPositions::code_size},
+    {"interp_modules", &PythonLayout::interp_modules, &FieldPositions::interp_imports_modules, Group::Values,
+     &FieldPositions::interp_size},
     {"object_type", &PythonLayout::object_type, &FieldPositions::object_type, Group::Values},
     {"type_name", &PythonLayout::type_name, &FieldPositions::type_name, Group::Values},
     {"tuple_items", &PythonLayout::tuple_items, &FieldPositions::tuple_items, Group::Values},

@@ -10,6 +10,8 @@ constexpr PythonLayout kLayouts[] = {
 
 }  // namespace
 
+std::span<const PythonLayout> all_layouts() { return kLayouts; }
+
 std::optional<PythonLayout> find_layout(int major, int minor) {
     for (const PythonLayout& layout : kLayouts) {
         if (layout.major == major && layout.minor == minor) {

@@ -209,8 +209,8 @@ std::string bytes(std::span<const std::uint8_t> data, std::uint64_t length, bool
 }  // namespace repr
 
 ValueFormatter::ValueFormatter(attach::Memory& memory, const PythonProcess& process)
-    : ValueFormatter(memory, process.layout(), process.builtins(), process.code_layout(), process.version().major < 3) {
-}
+    : ValueFormatter(memory, process.layout(), process.builtins(), process.code_layout(),
+                     process.facts().python2_objects) {}
 
 ValueFormatter::ValueFormatter(attach::Memory& memory, const PythonLayout& layout, const BuiltinObjects& builtins,
                                symbolize::CodeObjectLayout strings, bool python2)
@@ -394,7 +394,7 @@ LocalsReader::LocalsReader(attach::Memory& memory, const PythonProcess& process)
       builtins_(process.builtins()),
       strings_(process.code_layout()),
       code_type_(process.code_type_address()),
-      python2_(process.version().major < 3),
+      python2_(process.facts().python2_objects),
       values_(memory, process) {}
 
 std::optional<std::uint64_t> LocalsReader::pointer(std::uint64_t address) {
@@ -426,7 +426,7 @@ std::optional<std::uint64_t> LocalsReader::code_of(std::uint64_t frame, FrameLoc
     bool legacy = layout_.frame_localsplus >= 0;
     auto code = pointer(at(frame, legacy ? layout_.frame_code : layout_.iframe_code));
     // From 3.14 the code pointer is a _PyStackRef, as in the stack walk.
-    if (code && layout_.stackref_tag_bits >= 0) *code &= ~std::uint64_t{7};
+    if (code && layout_.stackref_tag_bits >= 0) *code &= ~static_cast<std::uint64_t>(layout_.stackref_tag_bits);
     if (!code || *code == 0 || (code_type_ != 0 && values_.type_of(*code) != code_type_)) {
         out.error = "the code object of the frame at " + hex_address(frame) + " cannot be read";
         return std::nullopt;

@@ -12,7 +12,8 @@ namespace {
 class EscapedMessage final : public spdlog::custom_flag_formatter {
 public:
     void format(const spdlog::details::log_msg& message, const std::tm&, spdlog::memory_buf_t& dest) override {
-        auto escaped = exporters::escape_control_characters(std::string_view(message.payload.data(), message.payload.size()));
+        auto escaped =
+            exporters::escape_control_characters(std::string_view(message.payload.data(), message.payload.size()));
         dest.append(escaped.data(), escaped.data() + escaped.size());
     }
     std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<EscapedMessage>(); }

@@ -85,7 +85,7 @@ std::string_view describe(MergeResult result) {
 NativeStacks::NativeStacks(PythonProcess& process, bool show_all)
     : process_(process),
       show_all_(show_all),
-      eval_function_(process.version().major == 2 ? "PyEval_EvalFrameEx" : "_PyEval_EvalFrameDefault"),
+      eval_function_(process.facts().eval_function),
       modules_(process.pid()),
       unwinder_(modules_, process.memory()),
       symbols_(modules_) {}

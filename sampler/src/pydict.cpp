@@ -11,47 +11,7 @@
 namespace pysample::sampler {
 namespace {
 
-using Dict = DictFormat;
-using Instance = InstanceDictFormat;
-using Int = IntFormat;
-
-// interp_modules, heap_cached_keys and values_array are offsetof(PyInterpreterState, modules)
-// (imports.modules from 3.12), offsetof(PyHeapTypeObject, ht_cached_keys) and
-// offsetof(PyDictValues, values), compiled against each version's own headers, internal ones
-// included (pyenv 2.7.18, 3.6.15-3.13.0, Debian 3.11.2, 3.14.10 and 3.15.2 with and without
-// Py_DEBUG, which agree). 3.13+ also publish imports.modules in _Py_DebugOffsets, which is used
-// where present.
-constexpr std::array<ObjectLayout, 11> kLayouts{{
-    {2, 7, 16, -1, -1, Dict::Open27, Instance::DictOffset, Int::Int27},
-    {3, 6, 16, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
-    {3, 7, 40, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
-    {3, 8, 56, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
-    {3, 9, 856, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
-    {3, 10, 856, -1, -1, Dict::Compact36, Instance::DictOffset, Int::ObSize},
-    {3, 11, 888, 872, 0, Dict::Compact311, Instance::Managed311, Int::ObSize},
-    {3, 12, 944, 880, 0, Dict::Compact311, Instance::DictOrValues312, Int::LvTag},
-    {3, 13, 7656, 880, 8, Dict::Compact311, Instance::InlineValues313, Int::LvTag},
-    {3, 14, 7688, 880, 8, Dict::Compact311, Instance::InlineValues313, Int::LvTag},
-    {3, 15, 7592, 888, 8, Dict::Compact311, Instance::InlineValues313, Int::LvTag},
-}};
-
-// The same in every supported version on x86-64 (offsetof against the same headers).
-constexpr std::uint64_t kObType = 8;                  // PyObject.ob_type
-constexpr std::uint64_t kTpName = 24;                 // PyTypeObject.tp_name
-constexpr std::uint64_t kTpBasicsize = 32;            // PyTypeObject.tp_basicsize
-constexpr std::uint64_t kTpFlags = 168;               // PyTypeObject.tp_flags
-constexpr std::uint64_t kTpDictoffset = 288;          // PyTypeObject.tp_dictoffset
-constexpr std::uint64_t kFlagInlineValues = 1u << 2;  // Py_TPFLAGS_INLINE_VALUES (3.13+)
-constexpr std::uint64_t kFlagManagedDict = 1u << 4;   // Py_TPFLAGS_MANAGED_DICT (3.11+)
-constexpr std::uint64_t kFlagHeapType = 1u << 9;      // Py_TPFLAGS_HEAPTYPE
-
-// PyDictObject of 2.7: ma_fill, ma_used, ma_mask, ma_table; entries are (hash, key, value).
-constexpr std::uint64_t kDict27Mask = 32;
-constexpr std::uint64_t kDict27Table = 40;
-// PyDictObject of 3.x: ma_used, ma_version_tag (3.6-3.13) or _ma_watcher_tag, ma_keys, ma_values.
-constexpr std::uint64_t kDictKeys = 32;
-constexpr std::uint64_t kDictValues = 40;
-constexpr std::size_t kDictHeader = 48;
+// Offsets inside structs that the installed headers do not declare, or that only one format has.
 constexpr std::size_t kEntrySize = 24;  // PyDictKeyEntry: me_hash, me_key, me_value
 
 // PyDictKeysObject of 3.6-3.10 (Objects/dict-common.h, not installed; checked against live
@@ -79,12 +39,7 @@ constexpr std::uint64_t kManagedValues311 = 32;
 constexpr std::uint64_t kValuesCapacity = 0;
 constexpr std::uint64_t kValuesValid = 3;
 
-// PyIntObject.ob_ival (2.7); PyLongObject's ob_size or lv_tag, then 30-bit digits.
-constexpr std::uint64_t kIntValue = 16;
-constexpr std::uint64_t kLongSize = 16;
-constexpr std::uint64_t kLongDigits = 24;
-constexpr unsigned kDigitBits = 30;  // PyLong_SHIFT in every build checked
-constexpr unsigned kLvTagNonSizeBits = 3;
+// lv_tag's sign bits (3.12+, below _PyLong_NON_SIZE_BITS): 0 positive, 1 zero, 2 negative.
 constexpr std::uint64_t kLvTagSignMask = 3;
 constexpr std::uint64_t kLvTagNegative = 2;
 constexpr std::uint64_t kLvTagZero = 1;
@@ -132,13 +87,6 @@ bool is_control(char32_t cp) { return cp < 0x20 || (cp >= 0x7F && cp < 0xA0); }
 
 }  // namespace
 
-const ObjectLayout* find_object_layout(int major, int minor) {
-    for (const auto& layout : kLayouts) {
-        if (layout.major == major && layout.minor == minor) return &layout;
-    }
-    return nullptr;
-}
-
 std::string printable_name(std::string_view text) {
     std::string out;
     out.reserve(text.size());
@@ -156,22 +104,33 @@ std::string printable_name(std::string_view text) {
     return out;
 }
 
-ObjectReader::ObjectReader(attach::Memory& memory, const ObjectLayout& layout,
+ObjectReader::ObjectReader(attach::Memory& memory, const PythonLayout& layout,
                            const symbolize::CodeObjectLayout& strings, pid_t pid)
-    : memory_(memory), layout_(layout), strings_(strings), pid_(pid) {}
+    : memory_(memory),
+      layout_(layout),
+      facts_(version_facts(layout.major, layout.minor)),
+      strings_(strings),
+      pid_(pid) {}
+
+namespace {
+
+std::uint64_t at(std::uint64_t address, std::int64_t offset) { return address + static_cast<std::uint64_t>(offset); }
+
+}  // namespace
 
 // Names of static types are cached: they live as long as the interpreter. A heap type's
 // address may be reused by another type, so its name is read each time.
 std::optional<std::string> ObjectReader::type_name(std::uint64_t object) {
     std::uint64_t type = 0;
-    if (!plausible_object(object) || !memory_.read_value(object + kObType, type) || !plausible_object(type)) {
+    if (!plausible_object(object) || !memory_.read_value(at(object, layout_.object_type), type) ||
+        !plausible_object(type)) {
         return std::nullopt;
     }
     if (auto cached = static_type_names_.find(type); cached != static_type_names_.end()) return cached->second;
     std::uint64_t name_address = 0;
     std::uint64_t flags = 0;
-    if (!memory_.read_value(type + kTpName, name_address) || !memory_.read_value(type + kTpFlags, flags) ||
-        name_address == 0) {
+    if (!memory_.read_value(at(type, layout_.type_name), name_address) ||
+        !memory_.read_value(at(type, layout_.type_flags), flags) || name_address == 0) {
         return std::nullopt;
     }
     // Up to the end of its page only: the next page may not be mapped.
@@ -179,7 +138,7 @@ std::optional<std::string> ObjectReader::type_name(std::uint64_t object) {
     std::array<char, kMaxTypeName> raw{};
     if (!memory_.read(name_address, raw.data(), readable)) return std::nullopt;
     std::string name(raw.data(), strnlen(raw.data(), readable));
-    if ((flags & kFlagHeapType) == 0) {
+    if (!has_flag(flags, layout_.tpflags_heaptype)) {
         if (static_type_names_.size() >= kMaxStaticTypes) static_type_names_.clear();
         static_type_names_.emplace(type, name);
     }
@@ -194,13 +153,14 @@ bool ObjectReader::has_type(std::uint64_t object, std::string_view name) {
 bool ObjectReader::dict_items(std::uint64_t dict, std::vector<DictItem>& out) {
     out.clear();
     if (!plausible_object(dict)) return false;
-    return layout_.dict == DictFormat::Open27 ? open_table_items(dict, out) : compact_items(dict, out);
+    return facts_.dict_format == DictFormat::Open27 ? open_table_items(dict, out) : compact_items(dict, out);
 }
 
 bool ObjectReader::open_table_items(std::uint64_t dict, std::vector<DictItem>& out) {
     std::uint64_t mask = 0;
     std::uint64_t table = 0;
-    if (!memory_.read_value(dict + kDict27Mask, mask) || !memory_.read_value(dict + kDict27Table, table)) {
+    if (!memory_.read_value(at(dict, layout_.dict_mask), mask) ||
+        !memory_.read_value(at(dict, layout_.dict_table), table)) {
         spdlog::debug("pid {}: dict at {:#x} unreadable", pid_, dict);
         return false;
     }
@@ -224,15 +184,13 @@ bool ObjectReader::open_table_items(std::uint64_t dict, std::vector<DictItem>& o
 }
 
 bool ObjectReader::compact_items(std::uint64_t dict, std::vector<DictItem>& out) {
-    std::array<std::uint8_t, kDictHeader> header{};
-    if (!memory_.read(dict, header.data(), header.size())) {
+    std::uint64_t keys = 0;
+    std::uint64_t values = 0;
+    if (!memory_.read_value(at(dict, layout_.dict_keys), keys) ||
+        !memory_.read_value(at(dict, layout_.dict_values), values)) {
         spdlog::debug("pid {}: dict at {:#x} unreadable", pid_, dict);
         return false;
     }
-    std::uint64_t keys = 0;
-    std::uint64_t values = 0;
-    std::memcpy(&keys, header.data() + kDictKeys, sizeof(keys));
-    std::memcpy(&values, header.data() + kDictValues, sizeof(values));
     return keys_items(keys, values, out);
 }
 
@@ -242,7 +200,8 @@ bool ObjectReader::keys_items(std::uint64_t keys, std::uint64_t values, std::vec
         spdlog::debug("pid {}: dict keys at {:#x} implausible", pid_, keys);
         return false;
     }
-    return layout_.dict == DictFormat::Compact36 ? keys_items_36(keys, values, out) : keys_items_311(keys, values, out);
+    return facts_.dict_format == DictFormat::Compact36 ? keys_items_36(keys, values, out)
+                                                       : keys_items_311(keys, values, out);
 }
 
 bool ObjectReader::keys_items_36(std::uint64_t keys, std::uint64_t values, std::vector<DictItem>& out) {
@@ -313,14 +272,14 @@ bool ObjectReader::keys_items_311(std::uint64_t keys, std::uint64_t values, std:
 // values know their capacity, which may be below the number of keys added since.
 bool ObjectReader::split_values(std::uint64_t values, std::size_t count, std::vector<DictItem>& out) {
     std::uint64_t array = values;
-    if (layout_.values_array > 0) {
+    if (layout_.dict_values_array > 0) {
         std::uint8_t capacity = 0;
         if (!memory_.read_value(values + kValuesCapacity, capacity)) {
             spdlog::debug("pid {}: dict values unreadable at {:#x}", pid_, values);
             return false;
         }
         count = std::min<std::size_t>(count, capacity);
-        array += static_cast<std::uint64_t>(layout_.values_array);
+        array += static_cast<std::uint64_t>(layout_.dict_values_array);
     }
     std::vector<std::uint64_t> pointers(count);
     if (!memory_.read(array, pointers.data(), pointers.size() * sizeof(std::uint64_t))) {
@@ -361,21 +320,22 @@ bool ObjectReader::str_equals(std::uint64_t object, std::string_view text) {
 
 std::optional<std::string> ObjectReader::str_value(std::uint64_t object, std::size_t max_chars) {
     if (!has_type(object, "str")) return std::nullopt;
-    if (layout_.major < 3) return symbolize::read_byte_string(memory_, strings_, object, max_chars);
+    if (facts_.code_strings == symbolize::StringKind::Bytes)
+        return symbolize::read_byte_string(memory_, strings_, object, max_chars);
     return symbolize::read_unicode(memory_, strings_, object, max_chars);
 }
 
 bool ObjectReader::read_type(std::uint64_t object, TypeInfo& type) {
     std::uint64_t address = 0;
-    if (!memory_.read_value(object + kObType, address) || !plausible_object(address) ||
-        !memory_.read_value(address + kTpBasicsize, type.basicsize) ||
-        !memory_.read_value(address + kTpFlags, type.flags) ||
-        !memory_.read_value(address + kTpDictoffset, type.dictoffset)) {
+    if (!memory_.read_value(at(object, layout_.object_type), address) || !plausible_object(address) ||
+        !memory_.read_value(at(address, layout_.type_basicsize), type.basicsize) ||
+        !memory_.read_value(at(address, layout_.type_flags), type.flags) ||
+        !memory_.read_value(at(address, layout_.type_dictoffset), type.dictoffset)) {
         spdlog::debug("pid {}: type of the object at {:#x} unreadable", pid_, object);
         return false;
     }
-    if ((type.flags & kFlagHeapType) != 0 && layout_.heap_cached_keys >= 0 &&
-        !memory_.read_value(address + static_cast<std::uint64_t>(layout_.heap_cached_keys), type.cached_keys)) {
+    if (has_flag(type.flags, layout_.tpflags_heaptype) && layout_.heap_cached_keys >= 0 &&
+        !memory_.read_value(at(address, layout_.heap_cached_keys), type.cached_keys)) {
         spdlog::debug("pid {}: cached keys of the type at {:#x} unreadable", pid_, address);
         return false;
     }
@@ -386,7 +346,8 @@ bool ObjectReader::attribute_items(std::uint64_t object, std::vector<DictItem>& 
     out.clear();
     TypeInfo type;
     if (!plausible_object(object) || !read_type(object, type)) return false;
-    if (layout_.instance != InstanceDictFormat::DictOffset && (type.flags & kFlagManagedDict) != 0) {
+    if (facts_.instance_format != InstanceDictFormat::DictOffset &&
+        has_flag(type.flags, layout_.tpflags_managed_dict)) {
         return managed_attribute_items(object, type, out);
     }
     if (type.dictoffset <= 0) return false;  // no __dict__, or one at the end of a variable-size object
@@ -401,7 +362,7 @@ bool ObjectReader::managed_attribute_items(std::uint64_t object, const TypeInfo&
     std::uint64_t word = 0;
     if (!memory_.read_value(object - kManagedDict, word)) return false;
     std::uint64_t values = 0;
-    switch (layout_.instance) {
+    switch (facts_.instance_format) {
         case InstanceDictFormat::Managed311:
             if (word != 0) return dict_items(word, out);
             if (!memory_.read_value(object - kManagedValues311, values)) return false;
@@ -412,7 +373,7 @@ bool ObjectReader::managed_attribute_items(std::uint64_t object, const TypeInfo&
             break;
         case InstanceDictFormat::InlineValues313: {
             if (word != 0) return dict_items(word, out);
-            if ((type.flags & kFlagInlineValues) == 0 || type.basicsize <= 0) return true;
+            if (!has_flag(type.flags, layout_.tpflags_inline_values) || type.basicsize <= 0) return true;
             values = object + static_cast<std::uint64_t>(type.basicsize);
             std::uint8_t valid = 0;
             if (!memory_.read_value(values + kValuesValid, valid) || valid == 0) return false;
@@ -432,15 +393,15 @@ std::optional<std::uint64_t> ObjectReader::attribute(std::uint64_t object, std::
 std::optional<std::uint64_t> ObjectReader::int_value(std::uint64_t object) {
     auto type = type_name(object);
     if (!type) return std::nullopt;
-    if (layout_.ints == IntFormat::Int27 && *type == "int") {
+    if (facts_.int_format == IntFormat::Int27 && *type == "int") {
         std::int64_t value = 0;
-        if (!memory_.read_value(object + kIntValue, value) || value < 0) return std::nullopt;
+        if (!memory_.read_value(at(object, layout_.int_value), value) || value < 0) return std::nullopt;
         return static_cast<std::uint64_t>(value);
     }
-    if (*type != (layout_.ints == IntFormat::Int27 ? "long" : "int")) return std::nullopt;
+    if (*type != (facts_.int_format == IntFormat::Int27 ? "long" : "int")) return std::nullopt;
     std::uint64_t size = 0;
-    if (!memory_.read_value(object + kLongSize, size)) return std::nullopt;
-    if (layout_.ints != IntFormat::LvTag) {
+    if (!memory_.read_value(at(object, layout_.long_size), size)) return std::nullopt;
+    if (facts_.int_format != IntFormat::LvTag) {
         auto signed_size = static_cast<std::int64_t>(size);
         if (signed_size < 0) return std::nullopt;
         return digits_value(object, size);
@@ -448,22 +409,35 @@ std::optional<std::uint64_t> ObjectReader::int_value(std::uint64_t object) {
     std::uint64_t sign = size & kLvTagSignMask;
     if (sign == kLvTagNegative) return std::nullopt;
     if (sign == kLvTagZero) return 0;
-    return digits_value(object, size >> kLvTagNonSizeBits);
+    return digits_value(object, size >> layout_.long_non_size_bits);
 }
 
 std::optional<std::uint64_t> ObjectReader::digits_value(std::uint64_t object, std::uint64_t count) {
-    constexpr std::uint64_t kMaxDigits = (64 + kDigitBits - 1) / kDigitBits;
-    if (count > kMaxDigits) return std::nullopt;
-    std::array<std::uint32_t, kMaxDigits> digits{};
-    if (count != 0 && !memory_.read(object + kLongDigits, digits.data(), count * sizeof(std::uint32_t))) {
+    // Digits of 15 bits in 16-bit words or of 30 bits in 32-bit words, as the build chose.
+    const auto bits = static_cast<unsigned>(layout_.long_shift);
+    const auto digit_size = static_cast<std::size_t>(layout_.long_digit_size);
+    constexpr std::size_t kMaxDigitBytes = 16;  // 64 bits: 5 digits of 15 bits in 2 bytes, 3 of 30 in 4
+    if (bits == 0 || bits >= 32 || (digit_size != 2 && digit_size != 4) || count > (64 + bits - 1) / bits ||
+        count * digit_size > kMaxDigitBytes) {
+        return std::nullopt;
+    }
+    std::array<std::uint8_t, kMaxDigitBytes> bytes{};
+    if (count != 0 && !memory_.read(at(object, layout_.long_digits), bytes.data(), count * digit_size)) {
         return std::nullopt;
     }
     std::uint64_t value = 0;
     for (std::uint64_t i = count; i-- > 0;) {
-        std::uint32_t digit = digits[i];
-        if (digit >> kDigitBits != 0) return std::nullopt;
-        if (value > (~std::uint64_t{0} >> kDigitBits)) return std::nullopt;  // more than 64 bits
-        value = (value << kDigitBits) | digit;
+        std::uint32_t digit = 0;
+        if (digit_size == 2) {
+            std::uint16_t narrow = 0;
+            std::memcpy(&narrow, bytes.data() + i * 2, 2);
+            digit = narrow;
+        } else {
+            std::memcpy(&digit, bytes.data() + i * 4, 4);
+        }
+        if (digit >> bits != 0) return std::nullopt;
+        if (value > (~std::uint64_t{0} >> bits)) return std::nullopt;  // more than 64 bits
+        value = (value << bits) | digit;
     }
     return value;
 }

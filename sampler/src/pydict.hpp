@@ -12,41 +12,11 @@
 #include <vector>
 
 #include "attach/memory.hpp"
+#include "layout.hpp"
+#include "python_version.hpp"
 #include "symbolize/pycode.hpp"
 
 namespace pysample::sampler {
-
-// How each version stores dicts, instance attributes and ints.
-enum class DictFormat {
-    Open27,     // 2.7: one open-addressing table of (hash, key, value)
-    Compact36,  // 3.6-3.10: PyDictKeysObject with dk_size, indices, then (hash, key, value) entries
-    Compact311  // 3.11+: dk_log2_size and a kind; unicode-keyed tables hold (key, value) entries
-};
-enum class InstanceDictFormat {
-    DictOffset,       // up to 3.10: a dict pointer at tp_dictoffset
-    Managed311,       // 3.11: dict pointer before the object, values pointer before that
-    DictOrValues312,  // 3.12: one tagged word before the object, holding the dict or the values
-    InlineValues313   // 3.13+: values after the object (tp_basicsize), dict pointer before it
-};
-enum class IntFormat {
-    Int27,   // 2.7: PyIntObject's ob_ival; larger values are PyLongObject as below
-    ObSize,  // up to 3.11: the signed digit count in ob_size
-    LvTag    // 3.12+: the digit count and sign in lv_tag
-};
-
-// Offsets that differ between versions. See pydict.cpp for where each comes from.
-struct ObjectLayout {
-    int major;
-    int minor;
-    std::int64_t interp_modules;    // PyInterpreterState: modules (to 3.11), imports.modules (3.12+)
-    std::int64_t heap_cached_keys;  // PyHeapTypeObject.ht_cached_keys; -1 where it is not needed
-    std::int64_t values_array;      // offsetof(PyDictValues, values) (3.11+), -1 before
-    DictFormat dict;
-    InstanceDictFormat instance;
-    IntFormat ints;
-};
-
-const ObjectLayout* find_object_layout(int major, int minor);
 
 struct DictItem {
     std::uint64_t key = 0;
@@ -59,10 +29,11 @@ inline constexpr std::size_t kMaxDictItems = 1 << 14;
 // Reads objects of one process. `strings` gives the str layout (read_unicode, read_byte_string).
 class ObjectReader {
 public:
-    ObjectReader(attach::Memory& memory, const ObjectLayout& layout, const symbolize::CodeObjectLayout& strings,
+    ObjectReader(attach::Memory& memory, const PythonLayout& layout, const symbolize::CodeObjectLayout& strings,
                  pid_t pid);
 
-    const ObjectLayout& layout() const { return layout_; }
+    const PythonLayout& layout() const { return layout_; }
+    const VersionFacts& facts() const { return facts_; }
     attach::Memory& memory() { return memory_; }
 
     // The tp_name of the object's type ("dict", "str"), nullopt when unreadable.
@@ -103,8 +74,13 @@ private:
     bool str_equals(std::uint64_t object, std::string_view text);
     std::optional<std::uint64_t> digits_value(std::uint64_t object, std::uint64_t count);
 
+    bool has_flag(std::uint64_t flags, std::int64_t flag) const {
+        return flag > 0 && (flags & static_cast<std::uint64_t>(flag)) != 0;
+    }
+
     attach::Memory& memory_;
-    ObjectLayout layout_;
+    PythonLayout layout_;
+    VersionFacts facts_;
     symbolize::CodeObjectLayout strings_;
     pid_t pid_;
     std::map<std::uint64_t, std::string> static_type_names_;

@@ -2,9 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cctype>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "attach/error.hpp"
@@ -47,79 +45,6 @@ std::optional<std::string> pypy_in(const std::vector<attach::MapEntry>& maps) {
 
 }  // namespace
 
-bool is_free_threaded_file_name(std::string_view path) {
-    static const std::regex pattern(R"((?:lib)?python3\.\d+[a-z]*t[a-z]*(?:\.so.*)?)");
-    std::string base = basename_of(path);
-    return std::regex_match(base, pattern);
-}
-
-namespace {
-
-// Whether a string can end in a version: a digit or '+' last, and "2." or "3." among its last 12
-// characters. A regular expression over every string of a large .rodata takes seconds under
-// sanitizers, and a process caught while it execs may leave no other way to the version.
-bool may_end_in_version(std::string_view text) {
-    if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text.back())) || text.back() == '+')) return false;
-    std::string_view tail = text.substr(text.size() > 12 ? text.size() - 12 : 0);
-    return tail.find("3.") != std::string_view::npos || tail.find("2.") != std::string_view::npos;
-}
-
-}  // namespace
-
-// The interpreter's PY_VERSION literal ("3.11.7") in read-only data. The linker may store it as
-// the tail of a longer string that ends the same way (a build path ending in "Python-3.10.13"),
-// so a version at the end of any string counts when a non-version character precedes it.
-std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf) {
-    std::set<std::pair<int, int>> found;
-    const auto* rodata = elf.section(".rodata");
-    if (rodata == nullptr) return found;
-    auto bytes = elf.section_data(*rodata);
-    static const std::regex pattern(R"((?:^|[^0-9.])([23])\.(\d{1,2})\.(\d{1,2})(?:(?:a|b|rc)\d{1,2})?\+?$)");
-    std::size_t start = 0;
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-        if (bytes[i] != 0) continue;
-        std::size_t len = i - start;
-        if (len >= 5 && len <= 512 &&
-            may_end_in_version(std::string_view(reinterpret_cast<const char*>(bytes.data() + start), len))) {
-            std::string text(reinterpret_cast<const char*>(bytes.data() + start), len);
-            std::smatch match;
-            if (std::regex_search(text, match, pattern)) found.emplace(std::stoi(match[1]), std::stoi(match[2]));
-        }
-        start = i + 1;
-    }
-    return found;
-}
-
-std::string PythonVersion::to_string() const {
-    std::string text = std::to_string(major) + "." + std::to_string(minor);
-    if (micro >= 0) text += "." + std::to_string(micro);
-    return text;
-}
-
-std::optional<PythonVersion> parse_version_text(std::string_view text) {
-    static const std::regex pattern(R"(([23])\.(\d{1,2})(?:\.(\d{1,2}))?.*)");
-    std::string owned(text);
-    std::smatch match;
-    if (!std::regex_match(owned, match, pattern)) return std::nullopt;
-    PythonVersion version;
-    version.major = std::stoi(match[1]);
-    version.minor = std::stoi(match[2]);
-    if (match[3].matched) version.micro = std::stoi(match[3]);
-    return version;
-}
-
-std::optional<PythonVersion> version_from_file_name(std::string_view path) {
-    static const std::regex pattern(R"((?:lib)?python([23])\.(\d{1,2})[a-z]*(?:\.so.*|-.*)?)");
-    std::string base = basename_of(path);
-    std::smatch match;
-    if (!std::regex_match(base, match, pattern)) return std::nullopt;
-    PythonVersion version;
-    version.major = std::stoi(match[1]);
-    version.minor = std::stoi(match[2]);
-    version.source = "file name";
-    return version;
-}
-
 PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_override) : pid_(pid), memory_(pid) {
     attach::check_process(pid);
     auto maps = attach::read_maps(pid);
@@ -158,9 +83,10 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
         throw Error(ErrorKind::UnsupportedVersion,
                     "process " + std::to_string(pid) + " runs Python " + version_.to_string() + " (found by " +
                         version_.source + " in " + binary_path_ +
-                        "), which this build of pysample cannot read; supported: 2.7 and 3.6 to 3.15");
+                        "), which this build of pysample cannot read; supported: " + supported_versions_text());
     }
     layout_ = *layout;
+    facts_ = version_facts(version_.major, version_.minor);
     if (layout_.runtime_interpreters_head >= 0) {
         auto runtime = runtime_in(*binary->elf);
         if (!runtime) {
@@ -229,7 +155,7 @@ void PythonProcess::find_builtins(const Candidate& binary) {
     builtins_.none = address_of({"_Py_NoneStruct"});
     builtins_.true_object = address_of({"_Py_TrueStruct"});
     builtins_.false_object = address_of({"_Py_FalseStruct", "_Py_ZeroStruct"});
-    builtins_.int_type = version_.major < 3 ? address_of({"PyInt_Type"}) : 0;
+    builtins_.int_type = facts_.python2_objects ? address_of({"PyInt_Type"}) : 0;
     builtins_.long_type = address_of({"PyLong_Type"});
     builtins_.bool_type = address_of({"PyBool_Type"});
     builtins_.float_type = address_of({"PyFloat_Type"});
@@ -255,15 +181,13 @@ bool PythonProcess::defines_python_api(const symbolize::ElfFile& elf) {
 PythonVersion PythonProcess::detect_version(const Candidate& binary) {
     if (auto symbol = binary.elf->symbol("Py_Version")) {
         std::uint32_t hex = 0;
-        if (memory_.read_value(binary.bias + *symbol, hex) && (hex >> 24) == 3) {
-            return {static_cast<int>(hex >> 24), static_cast<int>((hex >> 16) & 0xff),
-                    static_cast<int>((hex >> 8) & 0xff), "Py_Version symbol"};
+        if (memory_.read_value(binary.bias + *symbol, hex)) {
+            if (auto version = version_from_hex(hex, "Py_Version symbol")) return *version;
         }
     }
     if (auto runtime = runtime_in(*binary.elf)) {
-        if (auto offsets = read_debug_offsets(memory_, binary.bias + *runtime); offsets && offsets->major() == 3) {
-            return {offsets->major(), offsets->minor(), static_cast<int>((offsets->version_hex >> 8) & 0xff),
-                    "_Py_DebugOffsets"};
+        if (auto offsets = read_debug_offsets(memory_, binary.bias + *runtime)) {
+            if (auto version = version_from_hex(offsets->version_hex, "_Py_DebugOffsets")) return *version;
         }
     }
     auto from_name = version_from_file_name(binary.path);
@@ -294,7 +218,7 @@ void PythonProcess::refuse_free_threaded(const std::string& evidence) {
 // offsets are checked for plausibility and take precedence over the built-in table where they
 // differ, which is reported.
 void PythonProcess::check_debug_offsets() {
-    if (version_.major < 3 || (version_.major == 3 && version_.minor < 13)) return;
+    if (!facts_.publishes_debug_offsets) return;
     auto offsets = read_debug_offsets(memory_, runtime_address_);
     if (!offsets) {
         spdlog::warn(
@@ -332,27 +256,7 @@ void PythonProcess::check_debug_offsets() {
     }
 }
 
-symbolize::CodeObjectLayout PythonProcess::code_layout() const {
-    symbolize::CodeObjectLayout code;
-    code.size = layout_.code_size;
-    code.filename = layout_.code_filename;
-    code.name = layout_.code_name;
-    code.qualname = layout_.code_qualname;
-    code.firstlineno = layout_.code_firstlineno;
-    code.linetable = layout_.code_linetable;
-    code.firsttraceable = layout_.code_firsttraceable;
-    code.unicode_length = layout_.unicode_length;
-    code.unicode_state = layout_.unicode_state;
-    code.unicode_ascii_data = layout_.unicode_ascii_data;
-    code.unicode_compact_data = layout_.unicode_compact_data;
-    code.unicode_legacy_data = layout_.unicode_legacy_data;
-    code.bytes_size = layout_.bytes_size;
-    code.bytes_data = layout_.bytes_data;
-    code.format = symbolize::line_table_format(version_.major, version_.minor);
-    code.signed_lnotab = version_.major > 3 || (version_.major == 3 && version_.minor >= 6);
-    code.strings = version_.major < 3 ? symbolize::StringKind::Bytes : symbolize::StringKind::Unicode;
-    return code;
-}
+symbolize::CodeObjectLayout PythonProcess::code_layout() const { return code_object_layout(layout_); }
 
 std::uint64_t PythonProcess::interpreter_head(attach::Memory& memory) const {
     std::uint64_t head = 0;

@@ -12,29 +12,11 @@
 #include "attach/maps.hpp"
 #include "attach/memory.hpp"
 #include "layout.hpp"
+#include "python_version.hpp"
 #include "symbolize/elf.hpp"
 #include "symbolize/pycode.hpp"
 
 namespace pysample::sampler {
-
-struct PythonVersion {
-    int major = 0;
-    int minor = 0;
-    int micro = -1;      // -1 when only major.minor is known
-    std::string source;  // how it was found: "Py_Version symbol", "version string", "file name", "--python-version"
-    std::string to_string() const;
-};
-
-// Parses "3.11", "3.11.7", "3.12.0rc1"; nullopt otherwise.
-std::optional<PythonVersion> parse_version_text(std::string_view text);
-// Major/minor from a path such as /usr/lib/libpython3.9.so.1.0 or /usr/bin/python3.11.
-std::optional<PythonVersion> version_from_file_name(std::string_view path);
-
-// A free-threaded build by its ABI flag: python3.13t, libpython3.14t.so.
-bool is_free_threaded_file_name(std::string_view path);
-
-// Major/minor of the version literals ("3.11.7") in an interpreter binary's read-only data.
-std::set<std::pair<int, int>> version_strings_in(const symbolize::ElfFile& elf);
 
 // Addresses in the target of the interpreter's builtin types and singletons, from its binary's
 // symbols; 0 where the binary has no such symbol.
@@ -64,6 +46,7 @@ public:
     pid_t pid() const { return pid_; }
     const PythonVersion& version() const { return version_; }
     const PythonLayout& layout() const { return layout_; }
+    const VersionFacts& facts() const { return facts_; }
     const std::string& binary_path() const { return binary_path_; }
     // The interpreter's file was deleted or replaced on disk (an upgrade) after the process loaded it.
     bool binary_replaced() const { return binary_replaced_; }
@@ -84,7 +67,7 @@ public:
     // thread gets a state of its own, bound to it; 3.10 to 3.12 may run a state on another thread
     // than its creator, but its _PyCFrame then lies on that thread's C stack. Before 3.10 neither.
     bool knows_subinterpreter_threads() const {
-        return layout_.tstate_cframe >= 0 || version_.major > 3 || (version_.major == 3 && version_.minor >= 13);
+        return layout_.tstate_cframe >= 0 || facts_.thread_states_bound_to_threads;
     }
     // Address of the first interpreter, 0 while the runtime is not initialised yet.
     std::uint64_t interpreter_head(attach::Memory& memory) const;
@@ -111,6 +94,7 @@ private:
     attach::ProcessMemory memory_;
     PythonVersion version_;
     PythonLayout layout_{};
+    VersionFacts facts_;
     std::string binary_path_;
     std::uint64_t runtime_address_ = 0;
     std::uint64_t interpreter_head_address_ = 0;

@@ -14,7 +14,7 @@ Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode nativ
       pages_(process.memory()),
       code_pages_(process.memory(), kCodePages),
       codes_(code_pages_, process.code_layout(), process.code_type_address()),
-      walker_(process.layout(), process.version().major, process.version().minor, pages_, codes_),
+      walker_(process.layout(), pages_, codes_),
       gil_(process),
       states_(process.pid()),
       tids_(process.pid()),

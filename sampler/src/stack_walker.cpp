@@ -87,12 +87,10 @@ std::string_view describe(WalkResult result) {
     return "unknown";
 }
 
-StackWalker::StackWalker(const PythonLayout& layout, int major, int minor, attach::Memory& memory,
-                         symbolize::CodeCache& codes)
+StackWalker::StackWalker(const PythonLayout& layout, attach::Memory& memory, symbolize::CodeCache& codes)
     : layout_(layout),
-      major_(major),
-      minor_(minor),
-      code_pointer_mask_(major > 3 || (major == 3 && minor >= 14) ? ~std::uint64_t{7} : ~std::uint64_t{0}),
+      code_pointer_mask_(layout.stackref_tag_bits >= 0 ? ~static_cast<std::uint64_t>(layout.stackref_tag_bits)
+                                                       : ~std::uint64_t{0}),
       memory_(memory),
       codes_(codes) {}
 
@@ -186,14 +184,12 @@ WalkResult StackWalker::frames(const ThreadStateRef& thread, std::vector<PyFrame
 WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>& out, EvalCalls* calls) {
     CycleGuard cycles;
     CutStack stack(out);
-    std::int64_t lasti_scale = (major_ == 3 && minor_ >= 10) ? 2 : 1;
     std::int64_t refcount_offset = layout_.object_type - 8;  // ob_refcnt comes just before ob_type
     // What tells a generator's frame from a thread's first one, which also has no f_back: 3.6 to
-    // 3.10 point f_gen (just before f_lasti) at the generator; 2.7 sets f_stacktop (after f_back,
-    // f_code, f_builtins, f_globals, f_locals and f_valuestack) only in a suspended frame.
-    std::int64_t suspended_offset = major_ == 2 ? layout_.frame_code + 40 : layout_.frame_lasti - 8;
-    std::size_t needed = static_cast<std::size_t>(
-        std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti, layout_.frame_executing}) + 8);
+    // 3.10 point f_gen at the generator; 2.7 sets f_stacktop only in a suspended frame.
+    std::size_t needed = static_cast<std::size_t>(std::max({layout_.frame_back, layout_.frame_code, layout_.frame_lasti,
+                                                            layout_.frame_executing, layout_.frame_suspended}) +
+                                                  8);
     buffer_.resize(needed);
     while (frame != 0) {
         if (stack.walked() >= kMaxDepth || cycles.seen_before(frame)) return WalkResult::TooDeep;
@@ -212,12 +208,13 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
         const auto* code = codes_.lookup(code_address);
         if (code == nullptr) return WalkResult::NotCode;
         std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
-        stack.push({code, code->line_at(lasti < 0 ? -1 : lasti * lasti_scale), nullptr, frame});
+        stack.push({code, code->line_at(lasti < 0 ? -1 : lasti * layout_.frame_lasti_unit), nullptr, frame});
         if (calls != nullptr) calls->ends.push_back(static_cast<std::uint32_t>(stack.walked()));
         frame = attach::field_at<std::uint64_t>(buffer_, layout_.frame_back);
         // A generator's frame runs under the frame that resumed it and loses that link when it
         // yields: one that ends the chain was read after a yield, and its callees before.
-        if (frame == 0 && attach::field_at<std::uint64_t>(buffer_, suspended_offset) != 0) return WalkResult::Torn;
+        if (frame == 0 && attach::field_at<std::uint64_t>(buffer_, layout_.frame_suspended) != 0)
+            return WalkResult::Torn;
     }
     finish_walk(stack, calls);
     return WalkResult::Ok;
@@ -228,7 +225,8 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
 bool StackWalker::executing(const std::vector<std::uint8_t>& frame) const {
     if (layout_.frame_executing < 0) return true;
     auto state = attach::field_at<std::int8_t>(frame, layout_.frame_executing);
-    return major_ == 3 && minor_ >= 10 ? state == 0 || state == 2 : state != 0;
+    if (layout_.frame_state_executing < 0) return state != 0;
+    return state == layout_.frame_state_executing || state == layout_.frame_state_unwinding;
 }
 
 bool StackWalker::is_interpreter_plumbing(std::int64_t owner) const {
@@ -248,7 +246,7 @@ bool StackWalker::pushed_by_eval_call(std::int64_t owner) const {
 // owned by the interpreter (previous == 0), which no call pushed.
 bool StackWalker::marks_eval_entry(std::int64_t owner, std::uint64_t previous) const {
     if (layout_.owner_interpreter >= 0) {
-        bool has_base_frame = major_ > 3 || (major_ == 3 && minor_ >= 15);
+        bool has_base_frame = layout_.tstate_base_frame >= 0;
         return owner == layout_.owner_interpreter && !(has_base_frame && previous == 0);
     }
     return layout_.owner_cstack >= 0 && owner == layout_.owner_cstack;

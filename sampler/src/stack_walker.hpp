@@ -57,7 +57,7 @@ std::string_view describe(WalkResult result);
 
 class StackWalker {
 public:
-    StackWalker(const PythonLayout& layout, int major, int minor, attach::Memory& memory, symbolize::CodeCache& codes);
+    StackWalker(const PythonLayout& layout, attach::Memory& memory, symbolize::CodeCache& codes);
 
     // Thread states of every interpreter, from the one at `first` (the head of the runtime's list,
     // the newest) to the main one, each interpreter's in its own order.
@@ -97,8 +97,6 @@ private:
     static constexpr std::size_t kMaxInterpreters = 1024;
 
     const PythonLayout& layout_;
-    int major_;
-    int minor_;
     std::uint64_t code_pointer_mask_;  // clears _PyStackRef tag bits (3.14+)
     attach::Memory& memory_;
     symbolize::CodeCache& codes_;

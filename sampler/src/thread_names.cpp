@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "debug_offsets.hpp"
+#include "python_version.hpp"
 
 namespace pysample::sampler {
 namespace {
@@ -11,30 +12,8 @@ constexpr std::size_t kMaxNameChars = 256;
 constexpr std::size_t kPageCachePages = 1024;
 constexpr std::uint64_t kModuleDict = 16;  // PyModuleObject.md_dict, after PyObject_HEAD in every version
 
-// Word positions in _Py_DebugOffsets (pycore_runtime.h in 3.13, pycore_debug_offsets.h from
-// 3.14): interpreter_state.size and interpreter_state.imports_modules.
-struct ModulesPosition {
-    int minor;
-    std::size_t interp_size;
-    std::size_t imports_modules;
-};
-constexpr ModulesPosition kModulesPositions[] = {{13, 6, 11}, {14, 6, 12}, {15, 6, 12}};
-
-std::optional<std::int64_t> published_modules_offset(const DebugOffsets& offsets) {
-    for (const auto& position : kModulesPositions) {
-        if (offsets.major() != 3 || offsets.minor() != position.minor) continue;
-        if (offsets.words.size() <= position.imports_modules) return std::nullopt;
-        std::uint64_t size = offsets.words[position.interp_size];
-        std::uint64_t offset = offsets.words[position.imports_modules];
-        if (offset == 0 || offset >= size || offset % 8 != 0) return std::nullopt;
-        return static_cast<std::int64_t>(offset);
-    }
-    return std::nullopt;
-}
-
-const char* name_attribute(const ObjectLayout& layout) {
-    // 2.7's Thread stores self.__name, which Python mangles to _Thread__name.
-    return layout.major < 3 ? "_Thread__name" : "_name";
+std::string_view name_attribute(const PythonLayout& layout) {
+    return version_facts(layout.major, layout.minor).thread_name_attribute;
 }
 
 }  // namespace
@@ -70,14 +49,13 @@ void NameRefreshSchedule::refreshed(Clock::time_point now, std::span<const std::
     last_ = now;
 }
 
-ThreadingNamesReader::ThreadingNamesReader(attach::Memory& memory, const ObjectLayout& layout,
-                                           const symbolize::CodeObjectLayout& strings, std::int64_t modules_offset,
-                                           pid_t pid)
-    : objects_(memory, layout, strings, pid), modules_offset_(modules_offset), pid_(pid) {}
+ThreadingNamesReader::ThreadingNamesReader(attach::Memory& memory, const PythonLayout& layout,
+                                           const symbolize::CodeObjectLayout& strings, pid_t pid)
+    : objects_(memory, layout, strings, pid), pid_(pid) {}
 
 // threading._active, 0 while threading is not imported; nullopt when it cannot be read.
 std::optional<std::uint64_t> ThreadingNamesReader::active_threads_dict(std::uint64_t interp) {
-    std::uint64_t address = interp + static_cast<std::uint64_t>(modules_offset_);
+    std::uint64_t address = interp + static_cast<std::uint64_t>(objects_.layout().interp_modules);
     std::uint64_t modules = 0;
     if (!objects_.memory().read_value(address, modules) || !objects_.has_type(modules, "dict") ||
         !objects_.dict_items(modules, active_)) {
@@ -127,25 +105,8 @@ std::optional<std::unordered_map<std::uint64_t, std::string>> ThreadingNamesRead
     return names;
 }
 
-std::int64_t modules_offset(PythonProcess& process, const ObjectLayout& layout) {
-    if (process.runtime_address() == 0 || layout.major < 3 || (layout.major == 3 && layout.minor < 13)) {
-        return layout.interp_modules;
-    }
-    auto offsets = read_debug_offsets(process.memory(), process.runtime_address());
-    auto published = offsets ? published_modules_offset(*offsets) : std::nullopt;
-    if (!published) return layout.interp_modules;
-    if (*published != layout.interp_modules) {
-        spdlog::debug("pid {}: the interpreter keeps sys.modules at offset {}, the table says {}; using {}",
-                      process.pid(), *published, layout.interp_modules, *published);
-    }
-    return *published;
-}
-
 ThreadNames::ThreadNames(PythonProcess& process) : pid_(process.pid()), pages_(process.memory(), kPageCachePages) {
-    const auto* layout = find_object_layout(process.version().major, process.version().minor);
-    if (layout == nullptr) return;
-    reader_ = std::make_unique<ThreadingNamesReader>(pages_, *layout, process.code_layout(),
-                                                     modules_offset(process, *layout), pid_);
+    reader_ = std::make_unique<ThreadingNamesReader>(pages_, process.layout(), process.code_layout(), pid_);
 }
 
 void ThreadNames::update(std::uint64_t interp, std::span<const std::uint64_t> idents) {

@@ -44,8 +44,8 @@ private:
 // An empty map when threading is not imported.
 class ThreadingNamesReader {
 public:
-    ThreadingNamesReader(attach::Memory& memory, const ObjectLayout& layout, const symbolize::CodeObjectLayout& strings,
-                         std::int64_t modules_offset, pid_t pid);
+    ThreadingNamesReader(attach::Memory& memory, const PythonLayout& layout, const symbolize::CodeObjectLayout& strings,
+                         pid_t pid);
 
     std::optional<std::unordered_map<std::uint64_t, std::string>> read(std::uint64_t interp);
 
@@ -54,7 +54,6 @@ private:
     std::optional<std::string> thread_name(std::uint64_t thread);
 
     ObjectReader objects_;
-    std::int64_t modules_offset_;
     pid_t pid_;
     std::vector<DictItem> active_;
 };
@@ -72,13 +71,9 @@ public:
 private:
     pid_t pid_;
     attach::PageCache pages_;
-    std::unique_ptr<ThreadingNamesReader> reader_;  // null for a version without an object layout
+    std::unique_ptr<ThreadingNamesReader> reader_;
     NameRefreshSchedule schedule_;
     std::unordered_map<std::uint64_t, std::string> names_;
 };
-
-// Where the interpreter keeps sys.modules: from the interpreter's _Py_DebugOffsets (3.13+) when it
-// publishes them, else from the table.
-std::int64_t modules_offset(PythonProcess& process, const ObjectLayout& layout);
 
 }  // namespace pysample::sampler

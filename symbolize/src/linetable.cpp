@@ -136,16 +136,6 @@ int location_table_line(Table table, int firstlineno, std::int64_t offset) {
 
 }  // namespace
 
-LineTableFormat line_table_format(int major, int minor) {
-    if (major < 3 || (major == 3 && minor <= 9)) {
-        return LineTableFormat::Lnotab;
-    }
-    if (major == 3 && minor == 10) {
-        return LineTableFormat::Linetable310;
-    }
-    return LineTableFormat::LocationTable311;
-}
-
 int line_for_offset(LineTableFormat format, std::span<const std::uint8_t> table, int firstlineno,
                     std::int64_t byte_offset, bool signed_lnotab) {
     if (byte_offset < 0) {

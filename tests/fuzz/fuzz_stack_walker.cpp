@@ -23,6 +23,7 @@
 #include "attach/memory.hpp"
 #include "attach/range_cache.hpp"
 #include "layout.hpp"
+#include "python_version.hpp"
 #include "stack_walker.hpp"
 #include "symbolize/pycode.hpp"
 
@@ -66,29 +67,6 @@ void map_regions(std::span<const std::uint8_t> rest, ImageMemory& memory) {
         memory.map(base, rest.subspan(2, length));
         rest = rest.subspan(2 + length);
     }
-}
-
-// What PythonProcess::code_layout() derives from a version's layout.
-symbolize::CodeObjectLayout code_layout_of(const sampler::PythonLayout& layout) {
-    symbolize::CodeObjectLayout code;
-    code.size = layout.code_size;
-    code.filename = layout.code_filename;
-    code.name = layout.code_name;
-    code.qualname = layout.code_qualname;
-    code.firstlineno = layout.code_firstlineno;
-    code.linetable = layout.code_linetable;
-    code.firsttraceable = layout.code_firsttraceable;
-    code.unicode_length = layout.unicode_length;
-    code.unicode_state = layout.unicode_state;
-    code.unicode_ascii_data = layout.unicode_ascii_data;
-    code.unicode_compact_data = layout.unicode_compact_data;
-    code.unicode_legacy_data = layout.unicode_legacy_data;
-    code.bytes_size = layout.bytes_size;
-    code.bytes_data = layout.bytes_data;
-    code.format = symbolize::line_table_format(layout.major, layout.minor);
-    code.signed_lnotab = layout.major > 3 || (layout.major == 3 && layout.minor >= 6);
-    code.strings = layout.major < 3 ? symbolize::StringKind::Bytes : symbolize::StringKind::Unicode;
-    return code;
 }
 
 struct FrameSeen {
@@ -167,16 +145,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ImageMemory memory;
     map_regions({data + 2, size - 2}, memory);
     const std::uint64_t interpreter = kRegionBases[0] - static_cast<std::uint64_t>(layout->interp_threads_head);
-    const symbolize::CodeObjectLayout code_layout = code_layout_of(*layout);
+    const symbolize::CodeObjectLayout code_layout = sampler::code_object_layout(*layout);
 
     symbolize::CodeCache direct_codes(memory, code_layout, code_type);
-    sampler::StackWalker direct(*layout, major, minor, memory, direct_codes);
+    sampler::StackWalker direct(*layout, memory, direct_codes);
     const WalkSeen expected = walk(direct, interpreter);
 
     attach::PageCache pages(memory);
     attach::PageCache code_pages(memory);
     symbolize::CodeCache codes(code_pages, code_layout, code_type);
-    sampler::StackWalker cached(*layout, major, minor, pages, codes);
+    sampler::StackWalker cached(*layout, pages, codes);
     for (int sample = 0; sample < 2; ++sample) {
         codes.new_sample();
         pages.prefetch();
@@ -187,7 +165,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     attach::RangeCache ranges(memory);
     symbolize::CodeCache range_codes(code_pages, code_layout, code_type);
-    sampler::StackWalker ranged(*layout, major, minor, ranges, range_codes);
+    sampler::StackWalker ranged(*layout, ranges, range_codes);
     for (int sample = 0; sample < 2; ++sample) {
         range_codes.new_sample();
         ranges.prefetch();

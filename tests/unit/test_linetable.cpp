@@ -10,10 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "python_version.hpp"
 #include "symbolize/linetable.hpp"
 
+using pysample::sampler::version_facts;
 using pysample::symbolize::line_for_offset;
-using pysample::symbolize::line_table_format;
 using pysample::symbolize::LineTableFormat;
 
 namespace {
@@ -98,7 +99,7 @@ std::vector<Fixture> load_fixtures() {
     return fixtures;
 }
 
-bool uses_signed_lnotab(PythonVersion python) { return python.major > 3 || (python.major == 3 && python.minor >= 6); }
+LineTableFormat line_table_format(int major, int minor) { return version_facts(major, minor).line_table; }
 
 int decode(const Fixture& fixture, const Bytes& table, int firstlineno, std::int64_t offset) {
     return line_for_offset(fixture.format, table, firstlineno, offset, fixture.signed_lnotab);
@@ -143,7 +144,7 @@ bool ends_on_entry_boundary(LineTableFormat format, const Bytes& table, std::siz
 
 }  // namespace
 
-TEST_CASE("linetable: format per CPython version") {
+TEST_CASE("linetable: the model's format per CPython version") {
     CHECK(line_table_format(2, 7) == LineTableFormat::Lnotab);
     CHECK(line_table_format(3, 5) == LineTableFormat::Lnotab);
     CHECK(line_table_format(3, 6) == LineTableFormat::Lnotab);
@@ -223,7 +224,7 @@ TEST_CASE("linetable: fixtures generated from real interpreters") {
     for (const auto& fixture : fixtures) {
         INFO("Python " << fixture.version << " (" << fixture.file << ")");
         CHECK(line_table_format(fixture.python.major, fixture.python.minor) == fixture.format);
-        CHECK(uses_signed_lnotab(fixture.python) == fixture.signed_lnotab);
+        CHECK(version_facts(fixture.python.major, fixture.python.minor).signed_lnotab == fixture.signed_lnotab);
         CHECK(fixture.code_objects.size() > 10);
         for (const auto& code : fixture.code_objects) {
             check_pairs(fixture, code, "expected");

@@ -34,8 +34,10 @@ std::vector<std::uint64_t> words_for_314(const PythonLayout& l, std::uint64_t gi
     words[1] = 0x030e0af0;
     const std::pair<int, std::int64_t> fields[] = {
         {5, l.runtime_interpreters_head},
+        {6, std::int64_t{1} << 20},  // sizeof(PyInterpreterState): large, with its embedded arrays
         {8, l.interp_next},
         {9, l.interp_threads_head},
+        {12, l.interp_modules},
         {15, l.interp_gil},
         {16, static_cast<std::int64_t>(gil_at)},
         {18, static_cast<std::int64_t>(gil_at) + l.gil_locked},

@@ -23,7 +23,7 @@ constexpr std::uint64_t kHeapTypeFlag = 1u << 9;
 // the end of a mapping would.
 class FakeImage final : public attach::Memory {
 public:
-    explicit FakeImage(const sampler::ObjectLayout& layout) : layout_(layout) {}
+    explicit FakeImage(const sampler::PythonLayout& layout) : layout_(layout) {}
 
     bool read(std::uint64_t addr, void* dest, std::size_t len) override {
         auto it = regions_.upper_bound(addr);
@@ -145,7 +145,7 @@ public:
     }
 
 private:
-    const sampler::ObjectLayout& layout_;
+    const sampler::PythonLayout& layout_;
     std::map<std::uint64_t, std::vector<std::uint8_t>> regions_;
     std::map<std::string, std::uint64_t> type_names_;
     std::uint64_t next_ = 0x10000;
@@ -162,10 +162,11 @@ symbolize::CodeObjectLayout string_layout(int major) {
     return strings;
 }
 
-const sampler::ObjectLayout& layout_of(int major, int minor) {
-    const auto* layout = sampler::find_object_layout(major, minor);
-    REQUIRE(layout != nullptr);
-    return *layout;
+const sampler::PythonLayout& layout_of(int major, int minor) {
+    static std::map<std::pair<int, int>, sampler::PythonLayout> layouts;
+    const auto layout = sampler::find_layout(major, minor);
+    REQUIRE(layout.has_value());
+    return layouts.try_emplace({major, minor}, *layout).first->second;
 }
 
 std::map<std::string, std::uint64_t> named_items(ObjectReader& reader, const std::vector<DictItem>& items) {
@@ -176,13 +177,19 @@ std::map<std::string, std::uint64_t> named_items(ObjectReader& reader, const std
 
 }  // namespace
 
-TEST_CASE("object layouts exist for every supported version and no other") {
-    CHECK(sampler::find_object_layout(2, 7) != nullptr);
-    for (int minor = 6; minor <= 15; ++minor) CHECK(sampler::find_object_layout(3, minor) != nullptr);
-    CHECK(sampler::find_object_layout(3, 5) == nullptr);
-    CHECK(sampler::find_object_layout(3, 16) == nullptr);
+TEST_CASE("the model has what thread names are read through for every supported version") {
+    for (const auto& layout : sampler::all_layouts()) {
+        CAPTURE(layout.major);
+        CAPTURE(layout.minor);
+        CHECK(layout.interp_modules > 0);
+        CHECK(layout.type_flags > 0);
+        CHECK(layout.tpflags_heaptype > 0);
+        CHECK((layout.dict_keys > 0) != (layout.dict_table > 0));
+    }
     CHECK(layout_of(3, 12).interp_modules == 944);
-    CHECK(layout_of(2, 7).dict == sampler::DictFormat::Open27);
+    CHECK(sampler::version_facts(2, 7).dict_format == sampler::DictFormat::Open27);
+    CHECK(sampler::version_facts(3, 10).dict_format == sampler::DictFormat::Compact36);
+    CHECK(sampler::version_facts(3, 12).instance_format == sampler::InstanceDictFormat::DictOrValues312);
 }
 
 TEST_CASE("names from the target are made printable") {
@@ -264,7 +271,7 @@ TEST_CASE("3.11+ dicts: general and unicode entries after 1 << dk_log2_index_byt
         }
         // A split dict's values; from 3.13 behind a 8-byte header whose capacity bounds them.
         std::uint64_t shared = image.keys_311({{a, 0}, {image.str("b"), 0}}, 3, 2);
-        std::size_t header = static_cast<std::size_t>(std::max<std::int64_t>(layout.values_array, 0));
+        std::size_t header = static_cast<std::size_t>(std::max<std::int64_t>(layout.dict_values_array, 0));
         std::uint64_t values = image.pointers({0x7000, 0x8000}, header);
         if (header != 0) image.put(values, std::uint8_t{1});
         std::vector<DictItem> items;
@@ -417,7 +424,7 @@ TEST_CASE("threading names: sys.modules -> threading -> _active -> each Thread's
         std::uint64_t interp = image.alloc(static_cast<std::size_t>(layout.interp_modules) + 8);
         image.put(interp + static_cast<std::uint64_t>(layout.interp_modules), modules);
 
-        sampler::ThreadingNamesReader reader(image, layout, string_layout(3), layout.interp_modules, 1);
+        sampler::ThreadingNamesReader reader(image, layout, string_layout(3), 1);
         auto names = reader.read(interp);
         REQUIRE(names);
         CHECK(*names == std::unordered_map<std::uint64_t, std::string>{{first, "worker-alpha"}, {second, "tab name"}});
@@ -458,7 +465,7 @@ TEST_CASE("2.7 threading names: the mangled _Thread__name, a byte string") {
     std::uint64_t interp = image.alloc(64);
     image.put(interp + 16, dict({{image.str("threading"), module}}));
 
-    sampler::ThreadingNamesReader reader(image, layout, string_layout(2), layout.interp_modules, 1);
+    sampler::ThreadingNamesReader reader(image, layout, string_layout(2), 1);
     auto names = reader.read(interp);
     REQUIRE(names);
     CHECK(*names == std::unordered_map<std::uint64_t, std::string>{{0x7f0055556666, "ingest pipeline \xE2\x98\x83"}});

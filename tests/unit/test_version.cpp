@@ -159,7 +159,7 @@ TEST_CASE("pre-3.8 interpreters: runtime found, threads walked, names read (2.7:
         std::uint64_t interp = process.interpreter_head(process.memory());
         REQUIRE(interp != 0);
         pysample::symbolize::CodeCache codes(process.memory(), code_layout, process.code_type_address());
-        StackWalker walker(process.layout(), c.major, c.minor, process.memory(), codes);
+        StackWalker walker(process.layout(), process.memory(), codes);
         std::vector<ThreadStateRef> threads;
         REQUIRE(walker.threads(interp, threads) == WalkResult::Ok);
         REQUIRE(threads.size() == 1);
@@ -221,7 +221,7 @@ TEST_CASE("3.11+: a frame chain that ends before its thread's first evaluation c
         PythonProcess process(child.pid());
         pysample::symbolize::CodeCache codes(process.memory(), process.code_layout(), process.code_type_address());
         ForgedMemory memory(process.memory());
-        StackWalker walker(process.layout(), c.major, c.minor, memory, codes);
+        StackWalker walker(process.layout(), memory, codes);
         std::vector<ThreadStateRef> threads;
         REQUIRE(walker.threads(process.interpreter_head(process.memory()), threads) == WalkResult::Ok);
         REQUIRE(threads.size() == 1);

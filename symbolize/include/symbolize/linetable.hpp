@@ -5,11 +5,9 @@
 
 namespace pysample::symbolize {
 
+// co_lnotab (up to 3.9; unsigned line deltas before 3.6, signed from 3.6), 3.10's co_linetable,
+// the location table from 3.11. Which version uses which is the sampler's model's to say.
 enum class LineTableFormat { Lnotab, Linetable310, LocationTable311 };
-
-// Which format a CPython version uses: Lnotab up to 3.9 (unsigned line deltas before 3.6, signed
-// from 3.6), Linetable310 for 3.10, LocationTable311 from 3.11.
-LineTableFormat line_table_format(int major, int minor);
 
 // Line of the instruction starting at `byte_offset` in the code's bytecode (bytes, not code units).
 // A negative offset (frame not started yet) gives firstlineno. Returns -1 where the table says the
