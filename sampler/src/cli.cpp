@@ -20,6 +20,7 @@
 #include "logging.hpp"
 #include "options.hpp"
 #include "output_file.hpp"
+#include "python_error.hpp"
 #include "python_version.hpp"
 #include "timer.hpp"
 
@@ -140,8 +141,6 @@ int exit_code_for(attach::ErrorKind kind) {
         case attach::ErrorKind::Usage: return kExitUsage;
         case attach::ErrorKind::NoSuchProcess: return kExitNoSuchProcess;
         case attach::ErrorKind::PermissionDenied: return kExitPermissionDenied;
-        case attach::ErrorKind::NotPython: return kExitNotPython;
-        case attach::ErrorKind::UnsupportedVersion: return kExitUnsupportedVersion;
         case attach::ErrorKind::TargetExited: return kExitTargetExited;
         case attach::ErrorKind::OutputUnwritable: return kExitOutputUnwritable;
         case attach::ErrorKind::Other: return kExitError;
@@ -194,9 +193,9 @@ pid_t parse_pid(const std::string& text) {
 
 void require_supported(const PythonVersion& version) {
     if (find_layout(version.major, version.minor)) return;
-    throw attach::Error(attach::ErrorKind::UnsupportedVersion,
-                        "--python-version " + version.to_string() +
-                            ": pysample cannot read this version; it reads Python " + supported_versions_text());
+    throw PythonError(PythonErrorKind::UnsupportedVersion, "--python-version " + version.to_string() +
+                                                               ": pysample cannot read this version; it reads Python " +
+                                                               supported_versions_text());
 }
 
 void fill_common(const po::variables_map& vm, CommonOptions& options) {
@@ -446,6 +445,9 @@ int run_cli(int argc, char** argv) {
     } catch (const attach::Error& e) {
         std::cerr << "pysample: " << exporters::escape_control_characters(e.what()) << "\n";
         return exit_code_for(e.kind());
+    } catch (const PythonError& e) {
+        std::cerr << "pysample: " << exporters::escape_control_characters(e.what()) << "\n";
+        return e.kind() == PythonErrorKind::NotPython ? kExitNotPython : kExitUnsupportedVersion;
     } catch (const std::exception& e) {
         std::cerr << "pysample: error: " << exporters::escape_control_characters(e.what()) << "\n";
         return kExitError;

@@ -164,7 +164,7 @@ int run_dump(const DumpOptions& options) {
     PythonProcess process(options.pid, options.python_version);
     Snapshotter snapshotter(process, options.blocking, options.native);
     if (options.gil && !snapshotter.gil().known()) {
-        throw attach::Error(attach::ErrorKind::UnsupportedVersion, snapshotter.gil().why());
+        throw PythonError(PythonErrorKind::UnsupportedVersion, snapshotter.gil().why());
     }
     attach::PageCache pages(process.memory());
     LocalsByFrame locals;

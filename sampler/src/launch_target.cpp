@@ -18,17 +18,24 @@ std::unique_ptr<PythonProcess> wait_for_python(attach::ChildProcess& child, cons
     bool warned = false;
     for (;;) {
         if (child.poll() || stop_requested()) return nullptr;
-        try {
-            return std::make_unique<PythonProcess>(child.pid(), options.python_version);
-        } catch (const attach::Error& e) {
-            // The child may exit between the check above and the attach: then it is no error of
-            // the target's (a zombie, gone), only a command that ended before Python started.
-            if (child.poll()) return nullptr;
-            if (e.kind() != attach::ErrorKind::NotPython && e.kind() != attach::ErrorKind::NoSuchProcess) throw;
+        // The child may exit between the check above and the attach: then it is no error of the
+        // target's (a zombie, gone), only a command that ended before Python started.
+        auto keep_waiting = [&](const std::exception& e) {
             if (!warned && std::chrono::steady_clock::now() - started > std::chrono::seconds(5)) {
                 spdlog::warn("still waiting for '{}' to start a Python interpreter: {}", options.command[0], e.what());
                 warned = true;
             }
+        };
+        try {
+            return std::make_unique<PythonProcess>(child.pid(), options.python_version);
+        } catch (const PythonError& e) {
+            if (child.poll()) return nullptr;
+            if (e.kind() != PythonErrorKind::NotPython) throw;
+            keep_waiting(e);
+        } catch (const attach::Error& e) {
+            if (child.poll()) return nullptr;
+            if (e.kind() != attach::ErrorKind::NoSuchProcess) throw;
+            keep_waiting(e);
         }
         std::this_thread::sleep_for(std::chrono::microseconds(500));
     }

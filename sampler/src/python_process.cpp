@@ -8,6 +8,7 @@
 #include "attach/error.hpp"
 #include "attach/threads.hpp"
 #include "debug_offsets.hpp"
+#include "python_error.hpp"
 
 namespace pysample::sampler {
 namespace {
@@ -51,22 +52,23 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
     auto binary = find_interpreter_binary(maps);
     if (!binary && !stripped_binary_.empty()) {
         // A Python this build cannot read, rather than no Python: launch mode must not wait for it.
-        throw Error(ErrorKind::UnsupportedVersion,
-                    "process " + std::to_string(pid) + " runs Python from " + stripped_binary_ +
-                        ", which has neither _PyRuntime (Python 3.7+) nor the symbol table entry interp_head "
-                        "(Python 2.7, 3.6): the binary is stripped; install its debug symbols or use an "
-                        "unstripped build (e.g. pyenv's)");
+        throw PythonError(PythonErrorKind::UnsupportedVersion,
+                          "process " + std::to_string(pid) + " runs Python from " + stripped_binary_ +
+                              ", which has neither _PyRuntime (Python 3.7+) nor the symbol table entry interp_head "
+                              "(Python 2.7, 3.6): the binary is stripped; install its debug symbols or use an "
+                              "unstripped build (e.g. pyenv's)");
     }
     if (!binary) {
         if (auto pypy = pypy_in(maps)) {
-            throw Error(ErrorKind::UnsupportedVersion,
-                        "process " + std::to_string(pid) + " runs PyPy (" + *pypy +
-                            "): pysample reads CPython's interpreter only, and PyPy's is another one");
+            throw PythonError(PythonErrorKind::UnsupportedVersion,
+                              "process " + std::to_string(pid) + " runs PyPy (" + *pypy +
+                                  "): pysample reads CPython's interpreter only, and PyPy's is another one");
         }
         std::string exe = attach::read_exe_path(pid);
-        throw Error(ErrorKind::NotPython, "process " + std::to_string(pid) + (exe.empty() ? "" : " (" + exe + ")") +
-                                              " is not a Python process: no python binary or libpython "
-                                              "carrying the interpreter runtime is mapped");
+        throw PythonError(PythonErrorKind::NotPython, "process " + std::to_string(pid) +
+                                                          (exe.empty() ? "" : " (" + exe + ")") +
+                                                          " is not a Python process: no python binary or libpython "
+                                                          "carrying the interpreter runtime is mapped");
     }
     binary_path_ = binary->path;
     binary_replaced_ = binary->replaced;
@@ -80,20 +82,20 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
     version_ = version_override ? *version_override : detect_version(*binary);
     auto layout = find_layout(version_.major, version_.minor);
     if (!layout) {
-        throw Error(ErrorKind::UnsupportedVersion,
-                    "process " + std::to_string(pid) + " runs Python " + version_.to_string() + " (found by " +
-                        version_.source + " in " + binary_path_ +
-                        "), which this build of pysample cannot read; supported: " + supported_versions_text());
+        throw PythonError(PythonErrorKind::UnsupportedVersion,
+                          "process " + std::to_string(pid) + " runs Python " + version_.to_string() + " (found by " +
+                              version_.source + " in " + binary_path_ +
+                              "), which this build of pysample cannot read; supported: " + supported_versions_text());
     }
     layout_ = *layout;
     facts_ = version_facts(version_.major, version_.minor);
     if (layout_.runtime_interpreters_head >= 0) {
         auto runtime = runtime_in(*binary->elf);
         if (!runtime) {
-            throw Error(ErrorKind::UnsupportedVersion,
-                        "process " + std::to_string(pid) + ": " + binary_path_ + " looks like Python " +
-                            version_.to_string() + " (found by " + version_.source +
-                            ") but has no _PyRuntime symbol; if the version is wrong, pass --python-version X.Y");
+            throw PythonError(PythonErrorKind::UnsupportedVersion,
+                              "process " + std::to_string(pid) + ": " + binary_path_ + " looks like Python " +
+                                  version_.to_string() + " (found by " + version_.source +
+                                  ") but has no _PyRuntime symbol; if the version is wrong, pass --python-version X.Y");
         }
         runtime_address_ = binary->bias + *runtime;
         check_debug_offsets();
@@ -101,12 +103,12 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
     } else {
         auto head = binary->elf->symbol("interp_head");
         if (!head) {
-            throw Error(ErrorKind::UnsupportedVersion,
-                        "process " + std::to_string(pid) + ": Python " + version_.to_string() + " (found by " +
-                            version_.source + " in " + binary_path_ +
-                            ") keeps its interpreter list in the static interp_head, which is not in the "
-                            "binary's symbol table: the binary is stripped, or the version is wrong (pass "
-                            "--python-version X.Y)");
+            throw PythonError(PythonErrorKind::UnsupportedVersion,
+                              "process " + std::to_string(pid) + ": Python " + version_.to_string() + " (found by " +
+                                  version_.source + " in " + binary_path_ +
+                                  ") keeps its interpreter list in the static interp_head, which is not in the "
+                                  "binary's symbol table: the binary is stripped, or the version is wrong (pass "
+                                  "--python-version X.Y)");
         }
         interpreter_head_address_ = binary->bias + *head;
     }
@@ -202,16 +204,17 @@ PythonVersion PythonProcess::detect_version(const Candidate& binary) {
     if (from_name) return *from_name;
     std::string seen;
     for (const auto& [major, minor] : strings) seen += " " + std::to_string(major) + "." + std::to_string(minor);
-    throw Error(ErrorKind::UnsupportedVersion,
-                "cannot tell which Python version process " + std::to_string(pid_) + " runs (" + binary.path +
-                    (seen.empty() ? ": no version string found" : ": candidate versions" + seen) +
-                    "); pass --python-version X.Y");
+    throw PythonError(PythonErrorKind::UnsupportedVersion,
+                      "cannot tell which Python version process " + std::to_string(pid_) + " runs (" + binary.path +
+                          (seen.empty() ? ": no version string found" : ": candidate versions" + seen) +
+                          "); pass --python-version X.Y");
 }
 
 void PythonProcess::refuse_free_threaded(const std::string& evidence) {
-    throw Error(ErrorKind::UnsupportedVersion,
-                "process " + std::to_string(pid_) + " runs a free-threaded (no-GIL) build of Python (" + binary_path_ +
-                    ", seen from " + evidence + "), which pysample does not read yet; profile a regular build");
+    throw PythonError(PythonErrorKind::UnsupportedVersion,
+                      "process " + std::to_string(pid_) + " runs a free-threaded (no-GIL) build of Python (" +
+                          binary_path_ + ", seen from " + evidence +
+                          "), which pysample does not read yet; profile a regular build");
 }
 
 // 3.13+ describe their own layout. A free-threaded build is refused; otherwise the published

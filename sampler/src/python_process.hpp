@@ -12,6 +12,7 @@
 #include "attach/maps.hpp"
 #include "attach/memory.hpp"
 #include "layout.hpp"
+#include "python_error.hpp"
 #include "python_version.hpp"
 #include "symbolize/elf.hpp"
 #include "symbolize/pycode.hpp"
@@ -40,7 +41,8 @@ struct BuiltinObjects {
 
 class PythonProcess {
 public:
-    // Throws attach::Error: NoSuchProcess, PermissionDenied, NotPython, UnsupportedVersion.
+    // Throws attach::Error (NoSuchProcess, PermissionDenied) or PythonError (NotPython,
+    // UnsupportedVersion).
     PythonProcess(pid_t pid, std::optional<PythonVersion> version_override = std::nullopt);
 
     pid_t pid() const { return pid_; }

@@ -226,11 +226,12 @@ private:
                 add_process(ref, std::move(process));
                 spdlog::info("following process {}: {}", pid,
                              exporters::escape_control_characters(processes_.back().command_line));
-            } catch (const attach::Error& e) {
-                // Not Python (yet: it may exec an interpreter later), or already gone.
-                if (e.kind() == attach::ErrorKind::NotPython &&
-                    (known == images_.end() || known->second.image != image))
+            } catch (const PythonError& e) {
+                // Not Python yet: it may exec an interpreter later.
+                if (e.kind() == PythonErrorKind::NotPython && (known == images_.end() || known->second.image != image))
                     images_[pid] = {image, now, false};
+            } catch (const attach::Error&) {
+                // Already gone, or not ours to read: looked at again if it execs.
             }
         }
         if (images_.size() > kMaxRememberedProcesses) {
@@ -568,8 +569,8 @@ int run_record(const RecordOptions& options) {
     } else {
         try {
             process = std::make_unique<PythonProcess>(options.pid, options.python_version);
-        } catch (const attach::Error& e) {
-            if (!options.subprocesses || e.kind() != attach::ErrorKind::NotPython) throw;
+        } catch (const PythonError& e) {
+            if (!options.subprocesses || e.kind() != PythonErrorKind::NotPython) throw;
         }
     }
 

@@ -10,8 +10,6 @@ enum class ErrorKind {
     Usage,
     NoSuchProcess,
     PermissionDenied,
-    NotPython,
-    UnsupportedVersion,
     TargetExited,
     OutputUnwritable,  // a profile cannot be written where it was asked for
     Other,
