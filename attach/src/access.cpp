@@ -121,8 +121,7 @@ std::string specific_cause(const AccessFacts& facts) {
                "reach: run pysample in that container, or from the host with the process's host pid";
     }
     if (facts.outside_nested_namespace && facts.has_cap_sys_ptrace) {
-        return "pysample runs in a user namespace of its own (a container's, or unshare's) and " +
-               process_name(facts) +
+        return "pysample runs in a user namespace of its own (a container's, or unshare's) and " + process_name(facts) +
                " belongs to another user namespace outside it, where pysample's CAP_SYS_PTRACE does not reach: run "
                "pysample in the process's namespace (on the host, with its host pid)";
     }

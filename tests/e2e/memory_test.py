@@ -4,9 +4,10 @@
 Usage: memory_test.py --pysample BIN --python INTERPRETER long_run
 
 A workload whose stacks keep changing (thousands of distinct ones a second) is sampled at 2 kHz
-for 20 s, writing an SVG flame graph and collapsed stacks; pysample's peak resident memory, as it
+for 20 s (longer when the machine gives fewer samples), writing an SVG flame graph and collapsed stacks; pysample's peak resident memory, as it
 logs it, must stay within a fixed bound and grow by little per distinct stack over a 1 s run's.
 """
+import math
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ MANY_STACKS = os.path.join(REPO, "scripts", "bench_workloads", "many_stacks.py")
 
 PEAK_LIMIT_KB = 40 * 1024  # a fixed bound, over the run and the writing of its outputs
 BYTES_PER_STACK_LIMIT = 400  # growth with the profile's distinct stacks, outputs included
+MINIMUM_SAMPLES = 20000  # in the long run
 
 
 def record_measured(pysample, pid, seconds, outputs):
@@ -31,7 +33,7 @@ def record_measured(pysample, pid, seconds, outputs):
     argv = [pysample, "record", "--pid", str(pid), "--rate", "2000", "--duration", str(seconds), "-v"]
     for path in outputs:
         argv += ["-o", path]
-    result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=seconds + 120)
     match = re.search(r"peak resident memory (\d+) kB", result.stderr)
     check(match is not None, "pysample -v did not log its peak memory: %r" % result.stderr[-500:])
     peak_kb = int(match.group(1))
@@ -58,8 +60,12 @@ def test_long_run(pysample, python, tmp):
         short = [os.path.join(tmp, "short.svg"), os.path.join(tmp, "short.txt")]
         code, base_kb = record_measured(pysample, target.pid, 1, short)
         check(code == 0, "short run: exit %d" % code)
+        # Long enough for the samples the check needs at the rate this machine gives now (a
+        # loaded one gives less than the 2 kHz asked), with a margin.
+        rate = max(sum(count for _, count in parse_collapsed(short[1])), 1)
+        seconds = min(max(20, math.ceil(1.5 * MINIMUM_SAMPLES / rate)), 80)
         outputs = [os.path.join(tmp, "long.svg"), os.path.join(tmp, "long.txt")]
-        code, peak_kb = record_measured(pysample, target.pid, 20, outputs)
+        code, peak_kb = record_measured(pysample, target.pid, seconds, outputs)
         check(code == 0, "long run: exit %d" % code)
     finally:
         target.kill()
@@ -68,7 +74,7 @@ def test_long_run(pysample, python, tmp):
     samples = sum(count for _, count in stacks)
     print("%d samples, %d distinct stacks; peak RSS %d kB, %d kB for the 1 s run" %
           (samples, len(stacks), peak_kb, base_kb))
-    check(samples >= 20000, "only %d samples: too few to load the profile" % samples)
+    check(samples >= MINIMUM_SAMPLES, "only %d samples: too few to load the profile" % samples)
     check(peak_kb <= PEAK_LIMIT_KB, "peak RSS %d kB over the %d kB bound" % (peak_kb, PEAK_LIMIT_KB))
     # The growth per stack says little over a few stacks (a target starved of CPU varies less).
     if len(stacks) >= 5000:

@@ -183,6 +183,25 @@ def record(pysample, pid, tmp, *extra, duration=3):
     return parse_collapsed(out), result
 
 
+# A loaded machine gives fewer samples in the same time: a test that needs a number of samples
+# records again, twice as long each time, rather than fail on the machine's speed.
+RECORD_ROUNDS = 4
+
+
+def record_until(pysample, pid, tmp, *extra, enough, duration=3):
+    """record() for `duration` seconds, then for twice as long, and so on, until enough(stacks)."""
+    for attempt in range(RECORD_ROUNDS):
+        stacks, result = record(pysample, pid, tmp, *extra, duration=duration * 2 ** attempt)
+        if enough(stacks):
+            break
+    return stacks, result
+
+
+def worker_samples(stacks):
+    """Samples of the 30/70 workload inside work_30 or work_70."""
+    return sum(count for frames, count in stacks if frames[-1][0] in ("work_30", "work_70"))
+
+
 def check_split(stacks, path, share=True, exact=False):
     """The 30/70 workload: the call chains with the right lines (`exact`: all of them, else all but a
     few caller lines), and (with `share`) the CPU split."""
@@ -230,7 +249,8 @@ def check_split(stacks, path, share=True, exact=False):
 def test_split(pysample, python, tmp, blocking=False):
     with Workload(python, "split.py", 30) as workload:
         extra = ["--blocking"] if blocking else []
-        stacks, result = record(pysample, workload.pid, tmp, *extra)
+        stacks, result = record_until(pysample, workload.pid, tmp, *extra,
+                                      enough=lambda stacks: worker_samples(stacks) >= 30)
         check(workload.proc.poll() is None, "the workload died while being profiled")
         check_split(stacks, workload.path, exact=blocking)
         check("Top" in result.stderr or "%Own" in result.stderr, "no summary printed")

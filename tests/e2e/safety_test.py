@@ -302,9 +302,16 @@ def test_kill(pysample, python, tmp):
                 sampler = subprocess.Popen([pysample, "record", "--pid", str(pid), "-q", "--idle", "-o",
                                             os.path.join(tmp, "killed.txt")] + mode,
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                # Half of the kills come in the first 30 ms: while pysample attaches.
-                delay = rng.uniform(0.0, 0.03 if run % 2 else 0.5)
-                time.sleep(delay)
+                # A third of the kills come in the first 30 ms, while pysample attaches; a third at a
+                # random time in the first 0.5 s; a third as soon as a thread is seen traced, however
+                # long a loaded machine takes pysample to get there.
+                started = time.monotonic()
+                if run % 3 == 2:
+                    while not held_threads(pid) and time.monotonic() - started < 10:
+                        time.sleep(0.0005)
+                else:
+                    time.sleep(rng.uniform(0.0, 0.03 if run % 3 else 0.5))
+                delay = time.monotonic() - started
                 traced_at_kill = len(held_threads(pid))
                 sampler.kill()
                 code = sampler.wait()

@@ -22,9 +22,9 @@
 
 #include "attach/memory.hpp"
 #include "attach/range_cache.hpp"
-#include "layout.hpp"
-#include "python_version.hpp"
-#include "stack_walker.hpp"
+#include "model/layout.hpp"
+#include "model/python_version.hpp"
+#include "model/stack_walker.hpp"
 #include "symbolize/pycode.hpp"
 
 using namespace pysample;

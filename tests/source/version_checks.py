@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Every CPython version fact lives in the model's version file, sampler/src/python_version.cpp
+"""Every CPython version fact lives in the model's version file, sampler/model/python_version.cpp
 (and its header): no other C++ source of pysample compares a version number with a version.
 
 Flagged, outside that file, after comments are removed:
@@ -19,8 +19,8 @@ import os
 import re
 import sys
 
-ALLOWED = {"sampler/src/python_version.cpp", "sampler/src/python_version.hpp"}
-SKIPPED = {"sampler/src/layouts_generated.inc"}
+ALLOWED = {"sampler/model/python_version.cpp", "sampler/model/python_version.hpp"}
+SKIPPED = {"sampler/model/layouts_generated.inc"}
 LIBRARIES = ("attach", "symbolize", "sampler", "exporters")
 
 OP = r"(?:==|!=|<=|>=|<|>)"

@@ -54,8 +54,9 @@ TEST_CASE("a refusal under Yama mode 3 says that nothing lowers it until a reboo
     AccessFacts facts = root_with_capability();
     facts.yama_scope = 3;
     facts.tracer = 777;  // the setting explains it whatever else is true
-    CHECK(says(explain_refusal(facts), "kernel.yama.ptrace_scope is 3: the kernel lets no process read or trace "
-                                       "another, root included, until the next reboot"));
+    CHECK(says(explain_refusal(facts),
+               "kernel.yama.ptrace_scope is 3: the kernel lets no process read or trace "
+               "another, root included, until the next reboot"));
 }
 
 TEST_CASE("a refusal across user namespaces names the container, not root") {
@@ -69,8 +70,9 @@ TEST_CASE("a refusal across user namespaces names the container, not root") {
 TEST_CASE("from a user namespace of its own, a target outside it is out of reach") {
     AccessFacts facts = root_with_capability();
     facts.outside_nested_namespace = true;
-    CHECK(says(explain_refusal(facts), "pysample runs in a user namespace of its own (a container's, or unshare's) "
-                                       "and process 4242 belongs to another user namespace outside it"));
+    CHECK(says(explain_refusal(facts),
+               "pysample runs in a user namespace of its own (a container's, or unshare's) "
+               "and process 4242 belongs to another user namespace outside it"));
 }
 
 TEST_CASE("root without CAP_SYS_PTRACE is told that the capability was dropped") {
@@ -103,8 +105,9 @@ TEST_CASE("another user's process: run as root or give the capability") {
     facts.target_uid = 0;
     facts.target_owner = "root (uid 0)";
     std::string message = explain_refusal(facts);
-    CHECK(says(message, "pysample runs as alice (uid 1000) and the process belongs to root (uid 0); run pysample as "
-                        "root (sudo), or give pysample CAP_SYS_PTRACE"));
+    CHECK(says(message,
+               "pysample runs as alice (uid 1000) and the process belongs to root (uid 0); run pysample as "
+               "root (sudo), or give pysample CAP_SYS_PTRACE"));
 }
 
 TEST_CASE("the facts of a process pysample may read are gathered without error") {

@@ -7,8 +7,8 @@
 #include <string>
 #include <thread>
 
-#include "debug_offsets.hpp"
-#include "python_process.hpp"
+#include "model/debug_offsets.hpp"
+#include "model/python_process.hpp"
 
 using namespace pysample::sampler;
 

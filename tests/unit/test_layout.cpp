@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "layout.hpp"
+#include "model/layout.hpp"
 
 using pysample::sampler::find_layout;
 using pysample::sampler::PythonLayout;

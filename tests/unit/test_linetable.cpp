@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "python_version.hpp"
+#include "model/python_version.hpp"
 #include "symbolize/linetable.hpp"
 
 using pysample::sampler::version_facts;

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "attach/memory.hpp"
-#include "layout.hpp"
-#include "locals.hpp"
+#include "model/layout.hpp"
+#include "model/locals.hpp"
 
 using namespace pysample;
 using namespace pysample::sampler;

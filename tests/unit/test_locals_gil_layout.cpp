@@ -8,10 +8,10 @@
 #include <thread>
 
 #include "attach/memory.hpp"
-#include "debug_offsets.hpp"
-#include "gil.hpp"
-#include "layout.hpp"
-#include "python_process.hpp"
+#include "model/debug_offsets.hpp"
+#include "model/gil.hpp"
+#include "model/layout.hpp"
+#include "model/python_process.hpp"
 
 using namespace pysample::sampler;
 

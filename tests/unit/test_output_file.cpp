@@ -11,8 +11,8 @@
 #include <stdexcept>
 
 #include "attach/error.hpp"
+#include "commands/output_file.hpp"
 #include "exporters/utf8.hpp"
-#include "output_file.hpp"
 
 using namespace pysample;
 namespace fs = std::filesystem;

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "attach/memory.hpp"
-#include "pydict.hpp"
-#include "thread_names.hpp"
+#include "model/pydict.hpp"
+#include "model/thread_names.hpp"
 
 using namespace pysample;
 using sampler::DictItem;

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "top_screen.hpp"
+#include "commands/top_screen.hpp"
 
 using pysample::exporters::Frame;
 using namespace pysample::sampler;

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <map>
 
-#include "python_process.hpp"
-#include "stack_walker.hpp"
+#include "model/python_process.hpp"
+#include "model/stack_walker.hpp"
 
 using namespace pysample::sampler;
 

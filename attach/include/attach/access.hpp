@@ -18,13 +18,13 @@ struct AccessFacts {
     // pysample runs in a user namespace below the initial one (a container's, unshare's), and the
     // target's cannot be read from it: it is outside, out of reach.
     bool outside_nested_namespace = false;
-    bool has_cap_sys_ptrace = false;    // in pysample's effective set
-    uid_t euid = 0;                     // pysample's
-    std::string euid_name;              // "root (uid 0)"
-    std::optional<uid_t> target_uid;    // the target's real user
-    std::string target_owner;           // "alice (uid 1000)", empty when unknown
-    bool target_not_dumpable = false;   // its /proc files are root's though it runs as another user
-    std::string own_path;               // pysample's executable, for setcap
+    bool has_cap_sys_ptrace = false;   // in pysample's effective set
+    uid_t euid = 0;                    // pysample's
+    std::string euid_name;             // "root (uid 0)"
+    std::optional<uid_t> target_uid;   // the target's real user
+    std::string target_owner;          // "alice (uid 1000)", empty when unknown
+    bool target_not_dumpable = false;  // its /proc files are root's though it runs as another user
+    std::string own_path;              // pysample's executable, for setcap
 };
 
 AccessFacts gather_access_facts(int pid);
