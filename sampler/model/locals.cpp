@@ -214,7 +214,12 @@ ValueFormatter::ValueFormatter(attach::Memory& memory, const PythonProcess& proc
 
 ValueFormatter::ValueFormatter(attach::Memory& memory, const PythonLayout& layout, const BuiltinObjects& builtins,
                                symbolize::CodeObjectLayout strings, bool python2)
-    : memory_(memory), layout_(layout), builtins_(builtins), strings_(strings), python2_(python2) {}
+    : memory_(memory),
+      layout_(layout),
+      builtins_(builtins),
+      strings_(strings),
+      python2_(python2),
+      objects_(memory, layout, strings, 0) {}
 
 template <typename T>
 std::optional<T> ValueFormatter::field(std::uint64_t object, std::int64_t offset) {
@@ -250,47 +255,16 @@ ValueFormatter::Value ValueFormatter::format(std::uint64_t object) {
     return format_other(object, type);
 }
 
-// Up to 3.11 (and 2.7's long) ob_size is the digit count, negative for negative numbers; from
-// 3.12 lv_tag holds the count above two sign bits (0 positive, 1 zero, 2 negative).
 ValueFormatter::Value ValueFormatter::format_long(std::uint64_t object) {
     std::string type = python2_ ? "long" : "int";
-    std::uint64_t count = 0;
-    bool negative = false;
-    if (layout_.long_non_size_bits >= 0) {
-        auto tag = field<std::uint64_t>(object, layout_.long_size);
-        if (!tag) return {unreadable(), type};
-        count = *tag >> layout_.long_non_size_bits;
-        negative = (*tag & 3) == 2;
-    } else {
-        auto size = field<std::int64_t>(object, layout_.long_size);
-        if (!size) return {unreadable(), type};
-        negative = *size < 0;
-        count = negative ? static_cast<std::uint64_t>(-*size) : static_cast<std::uint64_t>(*size);
+    auto read = objects_.int_digits(object, kMaxExactIntDigits);
+    if (!read) return {unreadable(), type};
+    if (read->digits.size() < read->count) {
+        auto bits = (read->count - 1) * static_cast<std::uint64_t>(read->shift) +
+                    static_cast<std::uint64_t>(std::bit_width(read->digits[0]));
+        return {"<" + type + ", " + std::to_string(bits) + " bits" + (read->negative ? ", negative>" : ">"), type};
     }
-    auto digit_size = static_cast<std::size_t>(layout_.long_digit_size);
-    if (count > kMaxLength || (digit_size != 2 && digit_size != 4)) return {unreadable(), type};
-    std::uint64_t first = at(object, layout_.long_digits);
-    std::size_t read = count > kMaxExactIntDigits ? 1 : static_cast<std::size_t>(count);
-    std::uint64_t from = count > kMaxExactIntDigits ? first + (count - 1) * digit_size : first;
-    std::vector<std::uint8_t> raw(read * digit_size);
-    if (!memory_.read(from, raw.data(), raw.size())) return {unreadable(), type};
-    std::vector<std::uint32_t> digits(read);
-    for (std::size_t i = 0; i < read; ++i) {
-        if (digit_size == 4) {
-            std::memcpy(&digits[i], raw.data() + i * 4, 4);
-        } else {
-            std::uint16_t digit = 0;
-            std::memcpy(&digit, raw.data() + i * 2, 2);
-            digits[i] = digit;
-        }
-    }
-    auto shift = static_cast<int>(layout_.long_shift);
-    if (count > kMaxExactIntDigits) {
-        auto bits =
-            (count - 1) * static_cast<std::uint64_t>(shift) + static_cast<std::uint64_t>(std::bit_width(digits[0]));
-        return {"<" + type + ", " + std::to_string(bits) + " bits" + (negative ? ", negative>" : ">"), type};
-    }
-    return {repr::decimal(digits, shift, negative) + (python2_ ? "L" : ""), type};
+    return {repr::decimal(read->digits, read->shift, read->negative) + (python2_ ? "L" : ""), type};
 }
 
 ValueFormatter::Value ValueFormatter::format_py2_int(std::uint64_t object) {

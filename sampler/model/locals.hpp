@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "attach/memory.hpp"
+#include "model/pydict.hpp"
 #include "model/python_process.hpp"
 
 namespace pysample::sampler {
@@ -81,6 +82,7 @@ private:
     const BuiltinObjects& builtins_;
     symbolize::CodeObjectLayout strings_;
     bool python2_;
+    ObjectReader objects_;
 };
 
 // Reads the local, cell and free variables of a frame: a PyFrameObject up to 3.10, a

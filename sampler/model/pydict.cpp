@@ -43,6 +43,7 @@ constexpr std::uint64_t kValuesValid = 3;
 constexpr std::uint64_t kLvTagSignMask = 3;
 constexpr std::uint64_t kLvTagNegative = 2;
 constexpr std::uint64_t kLvTagZero = 1;
+constexpr std::uint64_t kMaxIntDigits = std::uint64_t{1} << 40;  // beyond any real int's size
 
 constexpr std::size_t kMaxTypeName = 32;
 constexpr std::size_t kMaxStaticTypes = 256;
@@ -399,47 +400,58 @@ std::optional<std::uint64_t> ObjectReader::int_value(std::uint64_t object) {
         return static_cast<std::uint64_t>(value);
     }
     if (*type != (facts_.int_format == IntFormat::Int27 ? "long" : "int")) return std::nullopt;
-    std::uint64_t size = 0;
-    if (!memory_.read_value(at(object, layout_.long_size), size)) return std::nullopt;
-    if (facts_.int_format != IntFormat::LvTag) {
-        auto signed_size = static_cast<std::int64_t>(size);
-        if (signed_size < 0) return std::nullopt;
-        return digits_value(object, size);
-    }
-    std::uint64_t sign = size & kLvTagSignMask;
-    if (sign == kLvTagNegative) return std::nullopt;
-    if (sign == kLvTagZero) return 0;
-    return digits_value(object, size >> layout_.long_non_size_bits);
-}
-
-std::optional<std::uint64_t> ObjectReader::digits_value(std::uint64_t object, std::uint64_t count) {
-    // Digits of 15 bits in 16-bit words or of 30 bits in 32-bit words, as the build chose.
     const auto bits = static_cast<unsigned>(layout_.long_shift);
-    const auto digit_size = static_cast<std::size_t>(layout_.long_digit_size);
-    constexpr std::size_t kMaxDigitBytes = 16;  // 64 bits: 5 digits of 15 bits in 2 bytes, 3 of 30 in 4
-    if (bits == 0 || bits >= 32 || (digit_size != 2 && digit_size != 4) || count > (64 + bits - 1) / bits ||
-        count * digit_size > kMaxDigitBytes) {
-        return std::nullopt;
-    }
-    std::array<std::uint8_t, kMaxDigitBytes> bytes{};
-    if (count != 0 && !memory_.read(at(object, layout_.long_digits), bytes.data(), count * digit_size)) {
-        return std::nullopt;
-    }
+    if (bits == 0) return std::nullopt;
+    auto digits = int_digits(object, (64 + bits - 1) / bits);
+    if (!digits || digits->negative || digits->digits.size() != digits->count) return std::nullopt;
     std::uint64_t value = 0;
-    for (std::uint64_t i = count; i-- > 0;) {
-        std::uint32_t digit = 0;
-        if (digit_size == 2) {
-            std::uint16_t narrow = 0;
-            std::memcpy(&narrow, bytes.data() + i * 2, 2);
-            digit = narrow;
-        } else {
-            std::memcpy(&digit, bytes.data() + i * 4, 4);
-        }
+    for (std::size_t i = digits->digits.size(); i-- > 0;) {
+        std::uint32_t digit = digits->digits[i];
         if (digit >> bits != 0) return std::nullopt;
         if (value > (~std::uint64_t{0} >> bits)) return std::nullopt;  // more than 64 bits
         value = (value << bits) | digit;
     }
     return value;
+}
+
+// Up to 3.11 (and 2.7's long) ob_size is the digit count, negative for negative numbers; from
+// 3.12 lv_tag holds the count above its sign bits. Digits are 15 bits in 2 bytes or 30 bits in 4,
+// as the build chose.
+std::optional<IntDigits> ObjectReader::int_digits(std::uint64_t object, std::size_t max_digits) {
+    IntDigits out;
+    out.shift = static_cast<int>(layout_.long_shift);
+    const auto digit_size = static_cast<std::size_t>(layout_.long_digit_size);
+    if (out.shift <= 0 || out.shift >= 32 || (digit_size != 2 && digit_size != 4)) return std::nullopt;
+    std::uint64_t size = 0;
+    if (!memory_.read_value(at(object, layout_.long_size), size)) return std::nullopt;
+    if (facts_.int_format == IntFormat::LvTag) {
+        if ((size & kLvTagSignMask) == kLvTagZero) return out;
+        out.negative = (size & kLvTagSignMask) == kLvTagNegative;
+        out.count = size >> layout_.long_non_size_bits;
+    } else {
+        auto signed_size = static_cast<std::int64_t>(size);
+        out.negative = signed_size < 0;
+        out.count = out.negative ? 0 - size : size;
+    }
+    if (out.count > kMaxIntDigits) return std::nullopt;
+    // All the digits, or only the most significant one.
+    std::uint64_t read = out.count <= max_digits ? out.count : 1;
+    std::uint64_t first = out.count <= max_digits ? 0 : out.count - 1;
+    std::vector<std::uint8_t> raw(static_cast<std::size_t>(read) * digit_size);
+    if (read != 0 && !memory_.read(at(object, layout_.long_digits) + first * digit_size, raw.data(), raw.size())) {
+        return std::nullopt;
+    }
+    out.digits.resize(static_cast<std::size_t>(read));
+    for (std::size_t i = 0; i < out.digits.size(); ++i) {
+        if (digit_size == 4) {
+            std::memcpy(&out.digits[i], raw.data() + i * 4, 4);
+        } else {
+            std::uint16_t narrow = 0;
+            std::memcpy(&narrow, raw.data() + i * 2, 2);
+            out.digits[i] = narrow;
+        }
+    }
+    return out;
 }
 
 }  // namespace pysample::sampler

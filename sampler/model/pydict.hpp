@@ -26,6 +26,14 @@ struct DictItem {
 // Dicts with more entries than this are not read (2.7: four times as many slots).
 inline constexpr std::size_t kMaxDictItems = 1 << 14;
 
+// An int's sign and digits (PyLong: 2.7's long, int from 3.0), least significant first.
+struct IntDigits {
+    bool negative = false;
+    std::uint64_t count = 0;            // how many digits the int has
+    std::vector<std::uint32_t> digits;  // all of them; only the most significant one when too many were asked
+    int shift = 30;                     // bits per digit (PyLong_SHIFT)
+};
+
 // Reads objects of one process. `strings` gives the str layout (read_unicode, read_byte_string).
 class ObjectReader {
 public:
@@ -53,6 +61,9 @@ public:
 
     // A non-negative int of up to 64 bits, as its bits.
     std::optional<std::uint64_t> int_value(std::uint64_t object);
+    // The digits of a PyLong, whatever its type says: all of them when it has at most
+    // `max_digits`, else the most significant one; nullopt when unreadable.
+    std::optional<IntDigits> int_digits(std::uint64_t object, std::size_t max_digits);
     // A str object as UTF-8 (2.7: its bytes), at most `max_chars` characters.
     std::optional<std::string> str_value(std::uint64_t object, std::size_t max_chars);
 
@@ -72,7 +83,6 @@ private:
     bool split_values(std::uint64_t values, std::size_t count, std::vector<DictItem>& out);
     bool managed_attribute_items(std::uint64_t object, const TypeInfo& type, std::vector<DictItem>& out);
     bool str_equals(std::uint64_t object, std::string_view text);
-    std::optional<std::uint64_t> digits_value(std::uint64_t object, std::uint64_t count);
 
     bool has_flag(std::uint64_t flags, std::int64_t flag) const {
         return flag > 0 && (flags & static_cast<std::uint64_t>(flag)) != 0;

@@ -9,7 +9,7 @@ import sys
 import time
 
 import run_e2e  # noqa: E402
-from run_e2e import Workload, check, markers, python_version, record, run_pysample
+from run_e2e import Workload, check, markers, python_version, record, run_pysample, wait_until_asleep
 
 
 def variables_under(lines, header):
@@ -48,7 +48,7 @@ def test_locals(pysample, python, tmp):
     version = python_version(python)
     with Workload(python, "locals_values.py", 60, preamble=1) as workload:
         expected = json.loads(workload.preamble[0])
-        time.sleep(0.2)
+        wait_until_asleep(pysample, workload.pid)
         text = dump(pysample, workload.pid, "--locals")
         nonblocking = dump(pysample, workload.pid, "--locals", "--nonblocking")
         with_locals = json.loads(dump(pysample, workload.pid, "--locals", "--json"))
@@ -153,7 +153,7 @@ def test_gil(pysample, python, tmp):
               "dump --gil --json: %s" % only)
 
     with Workload(python, "sleeper.py", 60) as workload:
-        time.sleep(0.3)
+        wait_until_asleep(pysample, workload.pid)
         stacks, result = record(pysample, workload.pid, tmp, "--gil", "--idle", duration=1)
         check(sum(c for _, c in stacks) == 0, "--gil kept stacks while every thread sleeps: %r" % stacks)
         output = dump(pysample, workload.pid, "--gil")

@@ -183,6 +183,20 @@ def record(pysample, pid, tmp, *extra, duration=3):
     return parse_collapsed(out), result
 
 
+def wait_until_asleep(pysample, pid, seconds=20):
+    """Until every thread of a workload that printed 'ready' just before sleeping sleeps: a loaded
+    machine may keep it from getting there for a while."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        result = run_pysample(pysample, ["dump", "--json", "--pid", str(pid)])
+        if result.returncode == 0:
+            threads = json.loads(result.stdout)["threads"]
+            if threads and all(thread["idle"] for thread in threads):
+                return
+        time.sleep(0.05)
+    check(False, "the workload's threads did not all go to sleep in %d s" % seconds)
+
+
 # A loaded machine gives fewer samples in the same time: a test that needs a number of samples
 # records again, twice as long each time, rather than fail on the machine's speed.
 RECORD_ROUNDS = 4
@@ -422,7 +436,7 @@ def test_idle(pysample, python, tmp):
     """A thread sleeping in time.sleep is dropped by default and kept, with its exact stack, with --idle."""
     m = markers("sleeper.py")
     with Workload(python, "sleeper.py", 30) as workload:
-        time.sleep(0.3)  # 'ready' is printed just before the sleep starts: let it start
+        wait_until_asleep(pysample, workload.pid)  # 'ready' is printed just before the sleep starts
         stacks, _ = record(pysample, workload.pid, tmp, duration=1)
         check(sum(c for _, c in stacks) == 0, "idle thread sampled without --idle: %r" % stacks)
         stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=1)
@@ -602,7 +616,7 @@ def test_lineno(pysample, python, tmp):
         check([f[0] for f in expected] == ["<module>", "main", "middle", "stepper", "leaf"],
               "unexpected frames from the interpreter: %r" % expected)
         check(expected[-1][2] > 300, "the leaf line %d should be beyond 300" % expected[-1][2])
-        time.sleep(0.2)
+        wait_until_asleep(pysample, workload.pid)
         frames, _ = dump_traceback(pysample, workload.pid)
         check(frames == expected, "dump reported %r, the interpreter %r" % (frames, expected))
         stacks, _ = record(pysample, workload.pid, tmp, "--idle", duration=1)
