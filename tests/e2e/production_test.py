@@ -333,7 +333,7 @@ def test_containers(pysample, python, tmp):
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         raise run_e2e.Skip("needs root and unshare to make a PID namespace")
     m = markers("container_app.py")
-    proc, pid, path = container_target(python, 60)
+    proc, pid, path = container_target(python, 300)
     try:
         time.sleep(0.3)
         ids = namespace_tids(pid)
@@ -364,19 +364,27 @@ def test_containers(pysample, python, tmp):
         main_root = "thread %d (MainThread)" % pid
         # CPU time, and wall-clock time where the thread must be stopped: a loaded machine keeps
         # a stopped thread waiting for a core, and CPU time counts what it ran.
+        def worker_spins(stacks):
+            return sum(c for frames, c in stacks if root_label(frames) == worker_root and
+                       any(f[0] == "spin" for f in frames))
+
         for extra in ([], ["--idle"], ["--blocking", "--idle"], ["--native", "--idle"], ["--gil"]):
-            stacks, result = record(pysample, pid, tmp, extra + ["--threads"], duration=1.5)
+            stacks, result = record_until(pysample, pid, tmp, extra + ["--threads"],
+                                          lambda stacks: worker_spins(stacks) >= 10, duration=1.5)
             roots = {root_label(frames) for frames, _ in stacks}
-            spins = sum(c for frames, c in stacks if root_label(frames) == worker_root and
-                        any(f[0] == "spin" for f in frames))
+            spins = worker_spins(stacks)
             print("%s: roots %r, %d of %d samples in spin" % (" ".join(extra), sorted(roots), spins, total(stacks)))
             check(spins >= 0.3 * total(stacks) and spins >= 10, "%s: the worker's samples are missing" %
                   (" ".join(extra) or "record"))
             expected = {worker_root, main_root} if "--idle" in extra else {worker_root}
             check(roots == expected, "%s: thread roots %r, expected %r" % (" ".join(extra), roots, expected))
-            if extra == ["--native"]:
+            if "--native" in extra:
+                # A thread that a loaded machine does not let stop within the bound is kept
+                # Python-only, and counted: every other stack must merge.
                 merged = re.search(r"native stacks: (\d+) of (\d+) merged", result.stderr)
-                check(merged and int(merged.group(1)) >= 0.9 * int(merged.group(2)),
+                unreadable = re.search(r"(\d+) registers unreadable", result.stderr)
+                read = int(merged.group(2)) - (int(unreadable.group(1)) if unreadable else 0) if merged else 0
+                check(merged and read > 0 and int(merged.group(1)) >= 0.9 * read,
                       "--native merged too few stacks: %s" % (merged.group(0) if merged else result.stderr))
 
         top = subprocess.run([pysample, "top", "--pid", str(pid), "--interval", "0.5", "--duration", "1.6"],
