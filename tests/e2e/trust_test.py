@@ -189,7 +189,10 @@ def test_closed_pipe(pysample, python, tmp):
     other = os.path.join(tmp, "other.svg")
     for stdout in (["-o", "-"], ["-f", "collapsed", "-o", "/dev/stdout"]):
         with Workload(python, "split.py", 30) as workload:
-            proc = subprocess.Popen([pysample, "record", "--pid", str(workload.pid), "-d", "1"] + stdout + ["-o", other],
+            # --idle: every sample has the thread, running or not, so there is a profile to write
+            # however little CPU a loaded machine gives the workload.
+            proc = subprocess.Popen([pysample, "record", "--pid", str(workload.pid), "-d", "1", "--idle"] + stdout +
+                                    ["-o", other],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             proc.stdout.close()  # the reader is gone before pysample writes: like `| head -1` done reading
             _, err = proc.communicate(timeout=60)
