@@ -480,12 +480,16 @@ class Recording:
         args = ["record", "--pid", str(pid), "--duration", str(duration), "--format", "collapsed", "--output",
                 self.out, "-v"] + extra
         self.what = " ".join(extra)
-        # pysample cannot let go of the target before this: its run lasts `duration` from its start.
+        # pysample cannot let go of the target before this: its run lasts `duration` from the moment
+        # it has attached, which it says in its "sampling pid" line (a loaded machine may take seconds
+        # to get there).
         self.earliest_end = time.time() + duration
         self.proc = subprocess.Popen([pysample] + args, stderr=subprocess.PIPE, text=True)
         self.stderr = ""
         for line in self.proc.stderr:
             self.stderr += line
+            if line.startswith("pysample: sampling "):
+                self.earliest_end = time.time() + duration
             if "first sample at monotonic" in line:
                 break
 
