@@ -197,17 +197,21 @@ def test_periodic(pysample, python, tmp):
     the running thread."""
     rate = 1000 / PERIOD_MS
     runs = [([], 2 * rate), (["--blocking"], rate), ([], rate)]
-    with Workload(python, "periodic_handler.py", 2.5 * len(runs) + 2, PERIOD_MS) as workload:
+    with Workload(python, "periodic_handler.py", 60, PERIOD_MS) as workload:
         reader = LineReader(workload.proc.stdout)
         time.sleep(0.3)
         recorded = []
         for extra, rate in runs:
-            started = time.time()
-            stacks, result = record(pysample, workload.pid, tmp, extra + ["--idle", "--rate", "%.3f" % rate],
+            stacks, result = record(pysample, workload.pid, tmp, extra + ["--idle", "-v", "--rate", "%.3f" % rate],
                                     duration=2)
             samples, _ = summary(result)
-            # The run's own time: from just after pysample's start to just before its end.
-            truth = handler_time_share(reader, started + 0.1, time.time() - 0.1)
+            # The run's own time, from its first sample (which a loaded machine may take a while to
+            # attach for) for as long as it says it sampled; the workload reports wall-clock times.
+            first = re.search(r"first sample at monotonic ([\d.]+) s", result.stderr)
+            took = re.search(r"\d+ samples in ([\d.]+) s", result.stderr)
+            check(first and took, "no first sample time or duration in: %s" % result.stderr[-500:])
+            start = float(first.group(1)) + (time.time() - time.monotonic())
+            truth = handler_time_share(reader, start, start + float(took.group(1)))
             recorded.append((" ".join(extra) or "without --blocking", rate, stacks, samples, truth))
     for what, rate, stacks, samples, truth in recorded:
         share, count = handler_share(stacks)
