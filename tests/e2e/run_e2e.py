@@ -645,7 +645,8 @@ def test_venv(pysample, python, tmp):
             print("%s: the workload runs %s" % (mode, exe))
             if mode == "copies":
                 check(exe.startswith(env), "the copied venv python is not what runs: %s" % exe)
-            stacks, result = record(pysample, workload.pid, tmp)
+            stacks, result = record_until(pysample, workload.pid, tmp,
+                                          enough=lambda stacks: worker_samples(stacks) >= 30)
             check(workload.proc.poll() is None, "the workload died while being profiled")
         check(re.search(r"\(Python %d\.%d(\.\d+)?\)" % version, result.stderr), "%s: version %d.%d not detected" % ((mode,) + version))
         check_split(stacks, workload.path)
@@ -667,7 +668,7 @@ def test_embedded(pysample, python, tmp):
     subprocess.run(command, check=True, timeout=120)
     with Workload(python, "split.py", 30, executable=host) as workload:
         check(os.readlink("/proc/%d/exe" % workload.pid) == host, "the embedding program is not what runs")
-        stacks, result = record(pysample, workload.pid, tmp)
+        stacks, result = record_until(pysample, workload.pid, tmp, enough=lambda stacks: worker_samples(stacks) >= 30)
         check(workload.proc.poll() is None, "the embedding program died while being profiled")
     check(re.search(r"\(Python %d\.%d(\.\d+)?\)" % version, result.stderr), "version %d.%d not detected" % version)
     check_split(stacks, workload.path)
