@@ -129,4 +129,9 @@ const MapEntry* first_mapping_of(const std::vector<MapEntry>& maps, std::string_
     return best;
 }
 
+std::string base_name(std::string_view path) {
+    auto slash = path.rfind('/');
+    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
 }  // namespace pysample::attach

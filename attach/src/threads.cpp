@@ -149,6 +149,8 @@ std::string process_image(pid_t pid) {
     std::vector<std::string> values;
     for (std::string field; fields >> field;) values.push_back(field);
     auto field = [&](std::size_t number) { return number - 3 < values.size() ? values[number - 3] : std::string(); };
+    // A process that has exited but is not reaped yet has no image left: it did not exec.
+    if (field(3) == "Z" || field(3) == "X") return {};
     return read_exe_path(pid) + " " + field(26) + " " + field(27) + " " + field(28) + " " + field(47) + " " + field(48);
 }
 

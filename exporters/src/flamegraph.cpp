@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <deque>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -283,6 +284,7 @@ public:
         }
     }
     const Node& node(std::uint32_t index) const { return nodes_[index]; }
+    std::size_t size() const { return nodes_.size(); }
     std::uint64_t total() const { return nodes_[0].count; }
 
 private:
@@ -357,6 +359,7 @@ struct DrawnFrame {
     std::size_t depth = 0;
     std::uint64_t start = 0;  // first sample, counting from the left edge
     std::uint64_t count = 0;
+    std::uint32_t node = 0;  // in the FlameTree (not for merged boxes)
 };
 
 class Layout {
@@ -376,7 +379,7 @@ private:
 
     void visit(std::uint32_t index, std::size_t depth, std::uint64_t start) {
         const Node& node = tree_.node(index);
-        frames_.push_back({node.label, 0, depth, start, node.count});
+        frames_.push_back({node.label, 0, depth, start, node.count, index});
         max_depth_ = std::max(max_depth_, depth);
         SmallRun run;
         std::uint64_t offset = start;
@@ -409,17 +412,113 @@ private:
     std::size_t max_depth_ = 0;
 };
 
+// ---- Differential: each frame's share of the samples, in the base and in the profile drawn ----
+
+// Frames whose share changed by less than this (in percentage points), or by less than sampling
+// alone may make it vary (kNoiseDeviations standard deviations of the difference of two shares
+// measured by sampling), are white: unchanged.
+constexpr double kUnchangedPoints = 0.05;
+constexpr double kNoiseDeviations = 3;
+constexpr std::size_t kMaxVanishedListed = 12;
+
+class Difference {
+public:
+    Difference(const FlameTree& changed, const FlameTree& base, const Labels& labels)
+        : changed_(changed), base_(base), labels_(labels), base_counts_(changed.size(), 0) {
+        match(0, 0, {}, {});
+        std::sort(vanished_.begin(), vanished_.end(), [](const auto& a, const auto& b) { return a.count > b.count; });
+    }
+
+    // Percentage points of the samples the node gained (< 0: lost) from the base to the profile drawn.
+    double change(std::uint32_t node) const {
+        return share(changed_.node(node).count, changed_.total()) - base_share(node);
+    }
+    double base_share(std::uint32_t node) const { return share(base_counts_[node], base_.total()); }
+    // Whether the change is more than sampling explains.
+    bool significant(std::uint32_t node) const {
+        double before = base_share(node) / 100;
+        double after = new_share(node) / 100;
+        auto variance = [](double p, std::uint64_t n) { return n == 0 ? 0.0 : p * (1 - p) / static_cast<double>(n); };
+        double noise =
+            100 * kNoiseDeviations * std::sqrt(variance(before, base_.total()) + variance(after, changed_.total()));
+        return std::fabs(change(node)) >= std::max(kUnchangedPoints, noise);
+    }
+    double new_share(std::uint32_t node) const { return share(changed_.node(node).count, changed_.total()); }
+    struct Vanished {
+        std::string path;   // the frames' labels, root first
+        std::string shown;  // the same with file names only
+        std::uint64_t count = 0;
+    };
+    const std::vector<Vanished>& vanished() const { return vanished_; }
+    std::uint64_t base_total() const { return base_.total(); }
+
+private:
+    static double share(std::uint64_t part, std::uint64_t whole) {
+        return whole == 0 ? 0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);
+    }
+
+    // Walks both trees together; the base's children with no counterpart are vanished stacks.
+    void match(std::uint32_t changed, std::uint32_t base, const std::string& path, const std::string& shown) {
+        base_counts_[changed] = base_.node(base).count;
+        for (std::uint32_t child = base_.node(base).first_child; child != 0; child = base_.node(child).next_sibling) {
+            std::uint32_t label = base_.node(child).label;
+            std::uint32_t counterpart = 0;
+            for (std::uint32_t c = changed_.node(changed).first_child; c != 0; c = changed_.node(c).next_sibling) {
+                if (changed_.node(c).label == label) {
+                    counterpart = c;
+                    break;
+                }
+            }
+            const std::string& text = labels_[label].text;
+            std::string below = path.empty() ? text : path + ";" + text;
+            std::string shown_below = shown.empty() ? short_label(text) : shown + ";" + short_label(text);
+            if (counterpart == 0) {
+                vanished_.push_back({below, shown_below, base_.node(child).count});
+            } else {
+                match(counterpart, child, below, shown_below);
+            }
+        }
+    }
+
+    const FlameTree& changed_;
+    const FlameTree& base_;
+    const Labels& labels_;
+    std::vector<std::uint64_t> base_counts_;  // by node of the profile drawn
+    std::vector<Vanished> vanished_;
+};
+
+// Red where the share grew, blue where it shrank, deeper for larger changes (up to the largest
+// one drawn), white where it is unchanged.
+std::string change_colour(double points, double largest, bool significant) {
+    if (!significant || largest <= 0) return "#ffffff";
+    double strength = 0.15 + 0.85 * std::min(1.0, std::fabs(points) / largest);
+    auto faded = static_cast<int>(std::lround(255 * (1 - 0.8 * strength)));
+    char colour[8];
+    if (points > 0) {
+        std::snprintf(colour, sizeof(colour), "#ff%02x%02x", faded, faded);
+    } else {
+        std::snprintf(colour, sizeof(colour), "#%02x%02xff", faded, faded);
+    }
+    return colour;
+}
+
+std::string signed_points(double points) {
+    return (points >= 0 ? "+" : "\xE2\x88\x92") + fixed(std::fabs(points), 2) + " points";
+}
+
 // ---- Output ----
 
 struct Geometry {
     std::size_t max_depth = 0;
     bool reverse = false;
+    std::size_t notes = 0;  // lines under the frames (a differential graph's vanished stacks)
 
     double row_y(std::size_t depth) const {
         std::size_t row = reverse ? depth : max_depth - depth;
         return kFramesTop + static_cast<double>(row) * kRow;
     }
-    double height() const { return kFramesTop + static_cast<double>(max_depth + 1) * kRow + kFooter; }
+    double notes_y() const { return kFramesTop + static_cast<double>(max_depth + 1) * kRow; }
+    double height() const { return notes_y() + static_cast<double>(notes) * kRow + kFooter; }
     double width() const { return kWidth + 2 * kMargin; }
 };
 
@@ -454,8 +553,19 @@ void write_button(std::ostream& out, const char* id, const char* label, const ch
         << "</text></g>\n";
 }
 
-void write_header(std::ostream& out, const Profile& profile, const WriteOptions& options, const Geometry& geometry) {
-    std::string title = title_text(profile.info, profile.total_count());
+std::string diff_title_text(const WriteOptions& options, std::uint64_t thread_samples, std::uint64_t base_samples) {
+    return "Differential flame graph" + (options.diff_names.empty() ? "" : " of " + readable(options.diff_names)) +
+           ": " + std::to_string(thread_samples) + " thread samples, " + std::to_string(base_samples) + " in the base";
+}
+
+std::string diff_subtitle_text(double largest) {
+    return "Sized by the new run; colour: the change of each frame's share of the samples, red: grew, blue: shrank "
+           "(deepest " +
+           fixed(largest, 2) + " points), white: the same or within sampling noise";
+}
+
+void write_header(std::ostream& out, const Profile& profile, const Geometry& geometry, const std::string& title,
+                  const std::string& subtitle) {
     out << "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
         << "<svg version=\"1.1\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << number(geometry.width())
         << "\" height=\"" << number(geometry.height()) << "\" viewBox=\"0 0 " << number(geometry.width()) << " "
@@ -465,8 +575,7 @@ void write_header(std::ostream& out, const Profile& profile, const WriteOptions&
         << "<rect width=\"100%\" height=\"100%\" fill=\"#f8f8fa\"/>\n"
         << "<g><title>" << escape_xml(readable(profile.info.command_line)) << "</title><text id=\"title\" x=\""
         << number(kMargin) << "\" y=\"26\">" << escape_xml(title) << "</text></g>\n"
-        << "<text id=\"sub\" x=\"" << number(kMargin) << "\" y=\"46\">"
-        << escape_xml(subtitle_text(profile.info, options)) << "</text>\n";
+        << "<text id=\"sub\" x=\"" << number(kMargin) << "\" y=\"46\">" << escape_xml(subtitle) << "</text>\n";
     double right = kMargin + kWidth;
     write_button(out, "search", "Search", "Search frames (Ctrl-F or /)", right - 70, 70, true);
     write_button(out, "clear", "Clear search", "Clear the search (Esc)", right - 170, 92, false);
@@ -476,10 +585,17 @@ void write_header(std::ostream& out, const Profile& profile, const WriteOptions&
 std::string merged_label(const DrawnFrame& frame) { return "[" + std::to_string(frame.merged) + " small frames]"; }
 
 // "label&#10;N samples, P%": the script reads the label and N back from the first two lines.
-std::string frame_title(const DrawnFrame& frame, const Label& label, std::uint64_t total) {
+std::string frame_title(const DrawnFrame& frame, const Label& label, std::uint64_t total,
+                        const Difference* difference) {
     std::string title = escape_xml(frame.merged > 0 ? merged_label(frame) : label.text);
     title += "&#10;" + std::to_string(frame.count) + " samples, " + percent(frame.count, total);
     if (frame.merged > 0) title += "&#10;each under " + percent(1, kMinFrameDivisor) + " of all samples";
+    if (difference != nullptr && frame.merged == 0) {
+        title += "&#10;" + fixed(difference->base_share(frame.node), 2) + "% in the base, " +
+                 fixed(difference->new_share(frame.node), 2) +
+                 "% now: " + signed_points(difference->change(frame.node));
+        if (!difference->significant(frame.node)) title += ", within sampling noise";
+    }
     return title;
 }
 
@@ -494,17 +610,49 @@ const char* frame_class(const DrawnFrame& frame, const Label& label) {
 }
 
 void write_frame(std::ostream& out, const DrawnFrame& frame, const Label& label, const Geometry& geometry,
-                 std::uint64_t total) {
+                 std::uint64_t total, const Difference* difference, double largest) {
     double scale = total == 0 ? 0 : kWidth / static_cast<double>(total);
     double x = kMargin + static_cast<double>(frame.start) * scale;
     double width = total == 0 ? kWidth : static_cast<double>(frame.count) * scale;
     double y = geometry.row_y(frame.depth);
-    std::string_view colour = frame.merged > 0 ? std::string_view(kMergedColour) : std::string_view(label.colour);
+    std::string colour = frame.merged > 0 ? kMergedColour : label.colour;
+    if (difference != nullptr && frame.merged == 0) {
+        colour = change_colour(difference->change(frame.node), largest, difference->significant(frame.node));
+    }
     out << "<g" << frame_class(frame, label) << " data-o=\"" << frame.start << "\"><title>"
-        << frame_title(frame, label, total) << "</title><rect x=\"" << number(x) << "\" y=\"" << number(y)
+        << frame_title(frame, label, total, difference) << "</title><rect x=\"" << number(x) << "\" y=\"" << number(y)
         << "\" width=\"" << number(width) << "\" height=\"" << number(kRow - 1) << "\" rx=\"2\" fill=\"" << colour
-        << "\"/><text x=\"" << number(x + 3) << "\" y=\"" << number(y + 11.5) << "\">"
+        << (difference != nullptr ? "\" stroke=\"#c4c4cc\" stroke-width=\"0.5" : "") << "\"/><text x=\""
+        << number(x + 3) << "\" y=\"" << number(y + 11.5) << "\">"
         << escape_xml(fit_label(shown_label(frame, label), width)) << "</text></g>\n";
+}
+
+// The base's stacks that the profile drawn does not have, largest first.
+void write_vanished(std::ostream& out, const Difference& difference, const Geometry& geometry) {
+    const auto& vanished = difference.vanished();
+    if (vanished.empty()) return;
+    out << "<g id=\"vanished\">\n";
+    double y = geometry.notes_y() + kRow - 4;
+    out << "<text x=\"" << number(kMargin) << "\" y=\"" << number(y) << "\">Gone since the base (" << vanished.size()
+        << (vanished.size() == 1 ? " stack" : " stacks") << "):</text>\n";
+    for (std::size_t i = 0; i < vanished.size() && i < kMaxVanishedListed; ++i) {
+        y += kRow;
+        const auto& gone = vanished[i];
+        out << "<text class=\"gone\" x=\"" << number(kMargin) << "\" y=\"" << number(y) << "\"><title>"
+            << escape_xml(gone.path) << "</title>" << percent(gone.count, difference.base_total())
+            << " of the base: " << escape_xml(shorten_middle(gone.shown, 150)) << "</text>\n";
+    }
+    if (vanished.size() > kMaxVanishedListed) {
+        y += kRow;
+        out << "<text x=\"" << number(kMargin) << "\" y=\"" << number(y) << "\">and "
+            << vanished.size() - kMaxVanishedListed << " more</text>\n";
+    }
+    out << "</g>\n";
+}
+
+std::size_t vanished_lines(const Difference& difference) {
+    std::size_t count = difference.vanished().size();
+    return count == 0 ? 0 : 1 + std::min(count, kMaxVanishedListed) + (count > kMaxVanishedListed ? 1 : 0);
 }
 
 void write_footer(std::ostream& out, const Geometry& geometry) {
@@ -525,12 +673,27 @@ void write_flamegraph(const Profile& profile, const WriteOptions& options, std::
     Labels labels;
     FlameTree tree = build_tree(profile, options, labels);
     Layout layout(tree);
-    Geometry geometry{layout.max_depth(), options.reverse};
-    write_header(out, profile, options, geometry);
+    std::optional<FlameTree> base_tree;
+    std::optional<Difference> difference;
+    double largest = 0;
+    if (options.diff_base != nullptr) {
+        base_tree.emplace(build_tree(*options.diff_base, options, labels));
+        difference.emplace(tree, *base_tree, labels);
+        for (const DrawnFrame& frame : layout.frames()) {
+            if (frame.merged == 0) largest = std::max(largest, std::fabs(difference->change(frame.node)));
+        }
+    }
+    Geometry geometry{layout.max_depth(), options.reverse, difference ? vanished_lines(*difference) : 0};
+    std::string title = difference ? diff_title_text(options, profile.total_count(), difference->base_total())
+                                   : title_text(profile.info, profile.total_count());
+    std::string subtitle = difference ? diff_subtitle_text(largest) : subtitle_text(profile.info, options);
+    write_header(out, profile, geometry, title, subtitle);
     out << "<g id=\"frames\" data-row=\"" << number(kRow) << "\">\n";
+    const Difference* shading = difference ? &*difference : nullptr;
     for (const DrawnFrame& frame : layout.frames())
-        write_frame(out, frame, labels[frame.label], geometry, tree.total());
+        write_frame(out, frame, labels[frame.label], geometry, tree.total(), shading, largest);
     out << "</g>\n";
+    if (difference) write_vanished(out, *difference, geometry);
     write_footer(out, geometry);
 }
 

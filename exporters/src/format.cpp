@@ -10,7 +10,13 @@ bool ends_with(std::string_view text, std::string_view suffix) {
 }
 
 constexpr Format kAllFormats[] = {Format::Flamegraph, Format::Collapsed, Format::Speedscope,
-                                  Format::Pstats,     Format::Text,      Format::Chrome};
+                                  Format::Pstats,     Format::Text,      Format::Chrome,
+                                  Format::Pprof,      Format::Callgrind, Format::Recording};
+
+std::string_view base_name(std::string_view path) {
+    auto slash = path.rfind('/');
+    return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
 
 }  // namespace
 
@@ -21,6 +27,9 @@ std::optional<Format> parse_format(std::string_view name) {
     if (name == "pstats") return Format::Pstats;
     if (name == "text") return Format::Text;
     if (name == "chrome") return Format::Chrome;
+    if (name == "pprof") return Format::Pprof;
+    if (name == "callgrind") return Format::Callgrind;
+    if (name == "recording") return Format::Recording;
     return std::nullopt;
 }
 
@@ -32,6 +41,9 @@ std::string_view format_name(Format format) {
         case Format::Pstats: return "pstats";
         case Format::Text: return "text";
         case Format::Chrome: return "chrome";
+        case Format::Pprof: return "pprof";
+        case Format::Callgrind: return "callgrind";
+        case Format::Recording: return "recording";
     }
     return "unknown";
 }
@@ -55,12 +67,18 @@ std::string_view default_extension(Format format) {
         case Format::Pstats: return ".pstats";
         case Format::Text: return ".prof.txt";
         case Format::Chrome: return ".json";
+        case Format::Pprof: return ".pb.gz";
+        case Format::Callgrind: return ".callgrind";
+        case Format::Recording: return ".pysample";
     }
     return ".out";
 }
 
 // Longer suffixes first: ".speedscope.json" before ".json", ".prof.txt" before ".txt".
 std::optional<Format> format_for_path(std::string_view path) {
+    if (ends_with(path, ".pysample")) return Format::Recording;
+    if (ends_with(path, ".pb.gz") || ends_with(path, ".pprof")) return Format::Pprof;
+    if (base_name(path).starts_with("callgrind.out") || ends_with(path, ".callgrind")) return Format::Callgrind;
     if (ends_with(path, ".svg")) return Format::Flamegraph;
     if (ends_with(path, ".speedscope.json") || ends_with(path, ".speedscope")) return Format::Speedscope;
     if (ends_with(path, ".json") || ends_with(path, ".trace")) return Format::Chrome;
@@ -105,6 +123,9 @@ void write_profile(Format format, const Profile& profile, const WriteOptions& op
         case Format::Pstats: write_pstats(profile, options, out); return;
         case Format::Text: write_text(profile, options, out); return;
         case Format::Chrome: write_chrome(profile, options, out); return;
+        case Format::Pprof: write_pprof(profile, options, out); return;
+        case Format::Callgrind: write_callgrind(profile, options, out); return;
+        case Format::Recording: break;  // written while sampling (RecordingWriter)
     }
     throw std::invalid_argument("unknown output format");
 }

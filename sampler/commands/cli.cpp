@@ -36,12 +36,17 @@ USAGE:
     pysample [record] [OPTIONS] --pid PID
     pysample [record] [OPTIONS] -- python3 program.py [ARGS...]
     pysample dump [OPTIONS] --pid PID
+    pysample dump [OPTIONS] --core CORE
     pysample top [OPTIONS] --pid PID
+    pysample report [OPTIONS] RECORDING.pysample
+    pysample diff [OPTIONS] BASE NEW
 
 SUBCOMMANDS:
     record    Samples a process and writes a profile: flamegraph SVG, collapsed stacks (default subcommand)
-    dump      Prints the Python stack of every thread of a process once
+    dump      Prints the Python stack of every thread of a process once, or of a core file
     top       Shows a live table of the functions a process spends its time in, like top
+    report    Makes any output from a recording (record -o run.pysample), later
+    diff      Compares two runs (recordings or collapsed stacks): a differential flame graph, a table
 
 Run 'pysample <SUBCOMMAND> --help' for the options of each.
 )";
@@ -68,8 +73,9 @@ po::options_description record_options() {
         ("duration,d", po::value<std::string>(), "Seconds to sample for (default: until Ctrl-C or the program exits)")
         ("output,o", po::value<std::vector<std::string>>(),
          "Output file; repeat for several, each in the format its suffix names: .svg (flamegraph), "
-         ".txt (collapsed), .speedscope.json, .pstats or .prof, .prof.txt (text), .json (chrome). "
-         "Default: pysample-<pid>-<time>.<ext>")
+         ".txt (collapsed), .speedscope.json, .pstats or .prof, .prof.txt (text), .json (chrome), .pb.gz (pprof), "
+         "callgrind.out.* (callgrind), .pysample (recording: every sample, written as it is taken, for 'pysample "
+         "report' to make any of the others from later). Default: pysample-<pid>-<time>.<ext>")
         ("format,f", po::value<std::string>(), format_help.c_str())
         ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
                                         "slows the program); default reads without stopping it")
@@ -77,6 +83,13 @@ po::options_description record_options() {
         ("mode", po::value<std::string>(), "cpu: sample threads running on a CPU (default); wall: every thread, "
                                            "sleeping or waiting too (wall-clock time)")
         ("threads,t", po::bool_switch(), "Put each thread's id and name as the root frame")
+        ("async", po::bool_switch(), "asyncio: rebuild each stack that runs a task along its await chain, the "
+                                     "awaiting tasks above it, each task marked '<task NAME>'; with --idle, count "
+                                     "every waiting task too, where it waits (Python 3.8+)")
+        ("async-markers", po::value<std::string>(), "With --async: name each task's marker by the task's name "
+                                                    "(default: '<task fetcher-1>') or by its coroutine's function "
+                                                    "('coroutine': '<task fetch>'), which merges the tasks that run "
+                                                    "the same code, as a task per request does")
         ("subprocesses,s", po::bool_switch(), "Also sample the target's Python child processes (and theirs) as they come "
                                               "and go; each process is a root frame 'process <pid> <command line>'")
         ("nolineno", po::bool_switch(), "Do not record line numbers; aggregate by function")
@@ -85,6 +98,53 @@ po::options_description record_options() {
         ("reverse", po::bool_switch(), "flamegraph: icicle graph, root at the top")
         ("sort", po::value<std::string>()->default_value("tottime"), "text: sort by tottime|cumtime|samples|name (ncalls: samples)")
         ("top", po::value<std::string>()->default_value("0"), "text: print only the first N rows (0: all)");
+    return desc;
+}
+
+// The options report and diff end with: the flame graph's and table's shape, logging, help.
+void add_file_command_tail(po::options_description& desc) {
+    desc.add_options()
+        ("reverse", po::bool_switch(), "flamegraph: icicle graph, root at the top")
+        ("top", po::value<std::string>()->default_value("0"), "text: print only the first N rows (0: all)")
+        ("verbose,v", po::bool_switch(), "Log what pysample does (debug level)")
+        ("quiet,q", po::bool_switch(), "No summary")
+        ("help,h", "Print this help");
+}
+
+po::options_description report_options() {
+    static const std::string format_help =
+        "Output format: " + exporters::format_names() + " (default: from the output suffix, else flamegraph)";
+    po::options_description desc("Report options", 110, 60);
+    desc.add_options()
+        ("output,o", po::value<std::vector<std::string>>(),
+         "Output file; repeat for several, each in the format its suffix names (as for record). Default: the "
+         "recording's name with .svg for .pysample")
+        ("format,f", po::value<std::string>(), format_help.c_str())
+        ("threads,t", po::bool_switch(), "Put each thread's id and name as the root frame")
+        ("nolineno", po::bool_switch(), "Leave line numbers out; aggregate by function")
+        ("idle,i", po::bool_switch(), "Count every thread, running or not (the recording must be made with --idle)")
+        ("cpu", po::bool_switch(), "Count only the threads that were running (of a recording made with --idle)")
+        ("gil", po::bool_switch(), "Count only the thread holding the GIL (the recording must be made with --gil)")
+        ("thread", po::value<std::string>(), "Only this thread: its id or its name")
+        ("process", po::value<std::string>(), "Only this process (of a recording made with --subprocesses)")
+        ("from", po::value<std::string>(), "Only the samples from this many seconds after the run started")
+        ("to", po::value<std::string>(), "Only the samples before this many seconds after the run started")
+        ("sort", po::value<std::string>()->default_value("tottime"), "text: sort by tottime|cumtime|samples|name (ncalls: samples)");
+    add_file_command_tail(desc);
+    return desc;
+}
+
+po::options_description diff_options() {
+    po::options_description desc("Diff options", 110, 60);
+    desc.add_options()
+        ("output,o", po::value<std::vector<std::string>>(),
+         "Output file: .svg (a differential flamegraph, the default, as diff.svg) or, with --format text, the table "
+         "(default: standard output); repeat for both")
+        ("format,f", po::value<std::string>(), "flamegraph or text (default: from the output suffix, else flamegraph)")
+        ("lineno", po::bool_switch(), "Match frames by line as well (default: by function and file, whatever line "
+                                      "they are at, since a change moves lines)")
+        ("threads,t", po::bool_switch(), "Compare each thread on its own, under a root frame of its id and name");
+    add_file_command_tail(desc);
     return desc;
 }
 
@@ -108,7 +168,10 @@ po::options_description top_options() {
                                            "terminal; 20 when the output is not a terminal)")
         ("blocking", po::bool_switch(), "Stop the program's threads while each sample is read (consistent stacks, "
                                         "slows the program); default reads without stopping it")
-        ("idle,i", po::bool_switch(), "Count threads that are not running on a CPU as well");
+        ("idle,i", po::bool_switch(), "Count threads that are not running on a CPU as well")
+        ("async", po::bool_switch(), "asyncio: count each running task under the tasks awaiting it, each marked "
+                                     "'<task NAME>'; with --idle, the waiting tasks too (Python 3.8+)")
+        ("async-markers", po::value<std::string>(), "With --async: 'name' (default) or 'coroutine', as for record");
     return desc;
 }
 
@@ -118,7 +181,15 @@ po::options_description dump_options() {
         ("nonblocking", po::bool_switch(), "Read the stacks without stopping the program (they may be torn)")
         ("locals", po::bool_switch(), "Show each frame's local variables, with a short repr of each value")
         ("json", po::bool_switch(), "Print one JSON document instead of tracebacks")
-        ("gil", po::bool_switch(), "Show only the thread holding the GIL");
+        ("gil", po::bool_switch(), "Show only the thread holding the GIL")
+        ("async", po::bool_switch(), "Also show the asyncio tasks of each event loop: who awaits whom, and where "
+                                     "each waits (Python 3.8+)")
+        ("core", po::value<std::string>(), "Read a core file (from the kernel or gcore; may be gzip-compressed) "
+                                           "instead of a live process")
+        ("executable", po::value<std::string>(), "With --core: the program's executable, when it is not where "
+                                                 "the core says")
+        ("root", po::value<std::string>(), "With --core: look the program's files up under this directory (a "
+                                           "container's or another machine's root)");
     return desc;
 }
 // clang-format on
@@ -126,7 +197,12 @@ po::options_description dump_options() {
 const char* subcommand_summary(const std::string& subcommand) {
     if (subcommand == "record") return "sample a Python program and write a profile";
     if (subcommand == "top") return "show a live table of the functions a Python program spends its time in";
-    return "print the current Python stack of every thread";
+    if (subcommand == "report") return "write any output format from a recording made by 'record -o FILE.pysample'";
+    if (subcommand == "diff") {
+        return "compare two runs, each a recording or collapsed stacks, by each frame's and function's share of the "
+               "samples";
+    }
+    return "print the current Python stack of every thread of a process or a core file";
 }
 
 void configure_logging(bool verbose) {
@@ -143,6 +219,7 @@ int exit_code_for(attach::ErrorKind kind) {
         case attach::ErrorKind::PermissionDenied: return kExitPermissionDenied;
         case attach::ErrorKind::TargetExited: return kExitTargetExited;
         case attach::ErrorKind::OutputUnwritable: return kExitOutputUnwritable;
+        case attach::ErrorKind::BadInput: return kExitBadInput;
         case attach::ErrorKind::Other: return kExitError;
     }
     return kExitError;
@@ -219,6 +296,18 @@ void fill_native(const po::variables_map& vm, CommonOptions& options) {
     }
 }
 
+void fill_core(const po::variables_map& vm, DumpOptions& options) {
+    if (vm.count("core")) options.core = vm["core"].as<std::string>();
+    if (vm.count("executable")) options.executable = vm["executable"].as<std::string>();
+    if (vm.count("root")) options.root = vm["root"].as<std::string>();
+    if (options.core.empty() && (!options.executable.empty() || !options.root.empty())) {
+        throw attach::Error(attach::ErrorKind::Usage, "--executable and --root go with --core CORE");
+    }
+    if (!options.core.empty() && (options.pid != 0 || !options.command.empty())) {
+        throw attach::Error(attach::ErrorKind::Usage, "give either --pid or --core, not both");
+    }
+}
+
 void require_target(const CommonOptions& options, bool launch_allowed) {
     bool has_pid = options.pid != 0;
     bool has_command = !options.command.empty();
@@ -257,6 +346,10 @@ std::vector<RecordOptions::Output> parse_outputs(const po::variables_map& vm) {
         }
         outputs.push_back({path, *format});
     }
+    if (std::count_if(outputs.begin(), outputs.end(),
+                      [](const auto& output) { return output.format == exporters::Format::Recording; }) > 1) {
+        throw attach::Error(attach::ErrorKind::Usage, "one recording per run: give one .pysample output");
+    }
     return outputs;
 }
 
@@ -284,6 +377,18 @@ void parse_rate_and_duration(const po::variables_map& vm, double& rate, double& 
     if (vm.count("duration")) duration = parse_duration(vm["duration"].as<std::string>(), until);
 }
 
+// --async-markers: how --async names each task's marker; only with --async.
+void fill_async(const po::variables_map& vm, CommonOptions& options) {
+    options.async_tasks = vm["async"].as<bool>();
+    if (!vm.count("async-markers")) return;
+    const auto& markers = vm["async-markers"].as<std::string>();
+    if (markers != "name" && markers != "coroutine") {
+        throw attach::Error(attach::ErrorKind::Usage, "--async-markers takes name or coroutine");
+    }
+    if (!options.async_tasks) throw attach::Error(attach::ErrorKind::Usage, "--async-markers goes with --async");
+    options.async_by_coroutine = markers == "coroutine";
+}
+
 TopOptions parse_top(const po::variables_map& vm) {
     TopOptions options;
     fill_common(vm, options);
@@ -300,6 +405,7 @@ TopOptions parse_top(const po::variables_map& vm) {
     }
     options.blocking = vm["blocking"].as<bool>();
     options.idle = vm["idle"].as<bool>();
+    fill_async(vm, options);
     fill_native(vm, options);
     return options;
 }
@@ -329,7 +435,73 @@ RecordOptions parse_record(const po::variables_map& vm) {
     options.line_numbers = !vm["nolineno"].as<bool>();
     options.gil = vm["gil"].as<bool>();
     options.subprocesses = vm["subprocesses"].as<bool>();
+    fill_async(vm, options);
     fill_native(vm, options);
+    return options;
+}
+
+double parse_seconds(const po::variables_map& vm, const char* name) {
+    const auto& text = vm[name].as<std::string>();
+    auto seconds = parse_number(text);
+    if (!seconds || !(*seconds >= 0)) bad_value(std::string("--") + name, text, "a number of seconds, 0 or more");
+    return *seconds;
+}
+
+ReportOptions parse_report(const po::variables_map& vm, const std::vector<std::string>& positional) {
+    ReportOptions options;
+    if (positional.size() != 1) {
+        throw attach::Error(attach::ErrorKind::Usage,
+                            positional.empty() ? "give the recording to report: pysample report FILE.pysample"
+                                               : "report takes one recording");
+    }
+    options.input = positional[0];
+    if (vm.count("output"))
+        options.outputs = parse_outputs(vm);
+    else if (vm.count("format"))
+        options.outputs = parse_outputs(vm);
+    options.threads = vm["threads"].as<bool>();
+    options.line_numbers = !vm["nolineno"].as<bool>();
+    options.reverse = vm["reverse"].as<bool>();
+    auto sort = exporters::parse_sort_key(vm["sort"].as<std::string>());
+    if (!sort)
+        throw attach::Error(attach::ErrorKind::Usage, "--sort takes tottime, cumtime, samples (or ncalls) or name");
+    options.sort = *sort;
+    options.top = parse_count("--top", vm["top"].as<std::string>(), "a number of rows, or 0 for all");
+    int views = int{vm["idle"].as<bool>()} + int{vm["cpu"].as<bool>()} + int{vm["gil"].as<bool>()};
+    if (views > 1) throw attach::Error(attach::ErrorKind::Usage, "give one of --idle, --cpu and --gil");
+    if (vm["idle"].as<bool>()) options.view = ReportOptions::View::Wall;
+    if (vm["cpu"].as<bool>()) options.view = ReportOptions::View::Cpu;
+    if (vm["gil"].as<bool>()) options.view = ReportOptions::View::Gil;
+    if (vm.count("thread")) options.thread = vm["thread"].as<std::string>();
+    if (vm.count("process")) options.process = parse_pid(vm["process"].as<std::string>());
+    if (vm.count("from")) options.from = parse_seconds(vm, "from");
+    if (vm.count("to")) options.to = parse_seconds(vm, "to");
+    if (options.from && options.to && *options.to <= *options.from) {
+        throw attach::Error(attach::ErrorKind::Usage, "--to must come after --from");
+    }
+    options.quiet = vm["quiet"].as<bool>();
+    return options;
+}
+
+DiffOptions parse_diff(const po::variables_map& vm, const std::vector<std::string>& positional) {
+    if (positional.size() != 2) {
+        throw attach::Error(attach::ErrorKind::Usage, "give two runs to compare: pysample diff BASE NEW");
+    }
+    DiffOptions options;
+    options.base = positional[0];
+    options.changed = positional[1];
+    if (vm.count("output")) {
+        options.outputs = parse_outputs(vm);
+    } else if (vm.count("format")) {
+        auto format = exporters::parse_format(vm["format"].as<std::string>());
+        if (!format) throw attach::Error(attach::ErrorKind::Usage, "--format takes flamegraph or text");
+        options.outputs.push_back({"", *format});
+    }
+    options.line_numbers = vm["lineno"].as<bool>();
+    options.threads = vm["threads"].as<bool>();
+    options.reverse = vm["reverse"].as<bool>();
+    options.top = parse_count("--top", vm["top"].as<std::string>(), "a number of rows, or 0 for all");
+    options.quiet = vm["quiet"].as<bool>();
     return options;
 }
 
@@ -362,7 +534,8 @@ int run_cli(int argc, char** argv) {
     }
     attach_dashed_values(args);
     std::string subcommand = "record";
-    if (!args.empty() && (args[0] == "record" || args[0] == "dump" || args[0] == "top")) {
+    if (!args.empty() &&
+        (args[0] == "record" || args[0] == "dump" || args[0] == "top" || args[0] == "report" || args[0] == "diff")) {
         subcommand = args[0];
         args.erase(args.begin());
     } else if (!args.empty() && (args[0] == "help" || args[0] == "--help" || args[0] == "-h")) {
@@ -378,9 +551,13 @@ int run_cli(int argc, char** argv) {
     }
 
     po::options_description visible(110, 60);
-    visible.add(common_options());
-    visible.add(subcommand == "record" ? record_options() : subcommand == "top" ? top_options() : dump_options());
-    visible.add(native_options());
+    if (subcommand == "report" || subcommand == "diff") {
+        visible.add(subcommand == "report" ? report_options() : diff_options());
+    } else {
+        visible.add(common_options());
+        visible.add(subcommand == "record" ? record_options() : subcommand == "top" ? top_options() : dump_options());
+        visible.add(native_options());
+    }
     po::options_description all = visible;
     all.add_options()("command", po::value<std::vector<std::string>>(), "");
     po::positional_options_description positional;
@@ -390,6 +567,23 @@ int run_cli(int argc, char** argv) {
         po::variables_map vm;
         po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
         po::notify(vm);
+        bool on_files = subcommand == "report" || subcommand == "diff";
+        if (on_files && !vm.count("help") && !args.empty()) {
+            configure_logging(vm["verbose"].as<bool>());
+            auto inputs =
+                vm.count("command") ? vm["command"].as<std::vector<std::string>>() : std::vector<std::string>{};
+            inputs.insert(inputs.end(), command.begin(), command.end());
+            if (subcommand == "diff") return run_diff(parse_diff(vm, inputs));
+            return run_report(parse_report(vm, inputs));
+        }
+        if (on_files) {
+            std::cout << "pysample " << subcommand << ": " << subcommand_summary(subcommand)
+                      << "\n\nUSAGE:\n    pysample "
+                      << (subcommand == "report" ? "report [OPTIONS] RECORDING.pysample" : "diff [OPTIONS] BASE NEW")
+                      << "\n"
+                      << visible << "\n";
+            return kExitOk;
+        }
         if (vm.count("help") || (args.empty() && command.empty())) {
             if (vm.count("help") == 0 && subcommand == "record" && args.empty()) {
                 std::cout << kUsage;
@@ -399,7 +593,7 @@ int run_cli(int argc, char** argv) {
                       << "\n\nUSAGE:\n    pysample " << subcommand << " [OPTIONS] --pid PID\n"
                       << (subcommand != "dump"
                               ? "    pysample " + subcommand + " [OPTIONS] -- python3 program.py [ARGS...]\n"
-                              : "")
+                              : "    pysample dump [OPTIONS] --core CORE\n")
                       << "\n"
                       << visible << "\n";
             return kExitOk;
@@ -417,13 +611,15 @@ int run_cli(int argc, char** argv) {
             options.locals = vm["locals"].as<bool>();
             options.json = vm["json"].as<bool>();
             options.gil = vm["gil"].as<bool>();
+            options.async_tasks = vm["async"].as<bool>();
             fill_native(vm, options);
-            if (options.native != NativeMode::Off && !options.blocking) {
+            fill_core(vm, options);
+            if (options.native != NativeMode::Off && !options.blocking && options.core.empty()) {
                 throw attach::Error(
                     attach::ErrorKind::Usage,
                     "--native stops each thread to copy its stack; it cannot be used with --nonblocking");
             }
-            require_target(options, false);
+            if (options.core.empty()) require_target(options, false);
             return run_dump(options);
         }
         if (subcommand == "top") {

@@ -1,10 +1,16 @@
+#include <spdlog/fmt/fmt.h>
+
+#include <csignal>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
 
+#include "attach/core_file.hpp"
 #include "attach/error.hpp"
 #include "attach/threads.hpp"
+#include "commands/async_tree.hpp"
 #include "commands/options.hpp"
 #include "engine/frames.hpp"
 #include "engine/snapshot.hpp"
@@ -50,15 +56,47 @@ void print_locals(const FrameLocals& locals, std::ostream& out) {
     if (locals.omitted > 0) out << "      ... and " << locals.omitted << " more variables\n";
 }
 
-void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, std::ostream& out) {
+// What a core says of how the process ended: the signal and the thread that received it.
+struct CoreEnd {
+    attach::CoreFile* core = nullptr;
+    int signal = 0;
+    pid_t thread = 0;
+
+    // A core made of a running process (gcore) records a stop, not a signal that ended it.
+    bool fatal() const { return signal != 0 && signal != SIGSTOP && signal != SIGTRAP; }
+};
+
+CoreEnd core_end(attach::CoreFile* core) {
+    CoreEnd end{core};
+    if (core == nullptr) return end;
+    const auto& layout = core->layout();
+    end.signal = layout.signal.value_or(layout.threads.front().signal);
+    end.thread = layout.threads.front().tid;
+    return end;
+}
+
+std::string failure_text(const ThreadSnapshot& thread, const CoreEnd& end) {
+    if (end.core != nullptr && thread.id <= std::numeric_limits<pid_t>::max() &&
+        end.core->stack_zeroed(static_cast<pid_t>(thread.id))) {
+        return "the core holds only zeros for this thread's stack (gdb's gcore writes stacks with guard pages so); "
+               "a core from the kernel has it";
+    }
+    if (end.core != nullptr && thread.result == WalkResult::Torn) return "its frames in the core do not link up";
+    return std::string(describe(thread.result));
+}
+
+void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, const CoreEnd& end, std::ostream& out) {
     out << "Thread " << thread.id;
     if (thread.namespace_id != 0) out << " (" << thread.namespace_id << " in its PID namespace)";
     if (!thread.name.empty()) out << " \"" << exporters::escape_control_characters(thread.name) << "\"";
     out << (thread.idle ? " (idle)" : " (active)") << (thread.holds_gil ? " (holds the GIL)" : "");
     if (thread.interpreter != 0) out << " (interpreter " << thread.interpreter << ")";
+    if (end.fatal() && thread.id == static_cast<std::uint64_t>(end.thread)) {
+        out << " (received " << attach::signal_name(end.signal) << ")";
+    }
     out << ":\n";
     if (thread.result != WalkResult::Ok) {
-        out << "  <stack could not be read: " << describe(thread.result) << ">\n";
+        out << "  <stack could not be read: " << failure_text(thread, end) << ">\n";
         return;
     }
     if (thread.frames.empty()) {
@@ -114,7 +152,7 @@ Json frame_json(const PyFrame& frame, const LocalsByFrame& locals, bool with_loc
     return out;
 }
 
-Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool with_locals) {
+Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool with_locals, const CoreEnd& end) {
     Json out = {{"id", thread.id},
                 {"namespace_id", thread.namespace_id != 0 ? Json(thread.namespace_id) : Json(nullptr)},
                 {"name", thread.name},
@@ -122,7 +160,7 @@ Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool
                 {"holds_gil", thread.holds_gil},
                 {"interpreter", thread.interpreter},
                 {"frames", Json::array()}};
-    if (thread.result != WalkResult::Ok) out["error"] = std::string(describe(thread.result));
+    if (thread.result != WalkResult::Ok) out["error"] = failure_text(thread, end);
     if (thread.native != MergeResult::Merged) out["native_error"] = std::string(describe(thread.native));
     // Outermost first, as the traceback prints them.
     for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
@@ -131,29 +169,86 @@ Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool
     return out;
 }
 
+Json core_json(const CoreEnd& end) {
+    const auto& layout = end.core->layout();
+    Json out = {{"path", end.core->path()},
+                {"compressed", end.core->compressed()},
+                {"program", layout.program_name},
+                {"signal", end.fatal() ? Json(attach::signal_name(end.signal)) : Json(nullptr)},
+                {"thread", end.fatal() ? Json(end.thread) : Json(nullptr)},
+                {"fault_address", layout.fault_address ? Json(*layout.fault_address) : Json(nullptr)},
+                {"file_warnings", end.core->file_warnings()}};
+    return out;
+}
+
+// What `--async` read, with the threads that run the loops.
+struct AsyncSection {
+    AsyncioState state;
+    LoopThreads threads;
+};
+
 void print_json(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const LocalsByFrame& locals,
-                bool with_locals, std::ostream& out) {
+                bool with_locals, const CoreEnd& end, const AsyncSection* async, std::ostream& out) {
     Json document = {{"process",
                       {{"pid", process.pid()},
-                       {"command_line", attach::read_cmdline(process.pid())},
+                       {"command_line", process.target().command_line()},
                        {"python_version", process.version().to_string()},
-                       {"python_binary", process.binary_path()}}},
-                     {"threads", Json::array()}};
-    for (const auto* thread : threads) document["threads"].push_back(thread_json(*thread, locals, with_locals));
+                       {"python_binary", process.binary_path()}}}};
+    if (end.core != nullptr) document["core"] = core_json(end);
+    document["threads"] = Json::array();
+    for (const auto* thread : threads) {
+        auto entry = thread_json(*thread, locals, with_locals, end);
+        if (end.core != nullptr) {
+            entry["received_signal"] = end.fatal() && thread->id == static_cast<std::uint64_t>(end.thread);
+        }
+        document["threads"].push_back(std::move(entry));
+    }
+    if (async != nullptr) document["asyncio"] = asyncio_json(async->state, async->threads);
     out << document.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
 }
 
+void print_core_header(const CoreEnd& end, std::ostream& out) {
+    const auto& layout = end.core->layout();
+    out << "Core file " << exporters::escape_control_characters(end.core->path())
+        << (end.core->compressed() ? " (gzip)" : "") << " of process " << layout.pid << " ("
+        << exporters::escape_control_characters(layout.program_name) << ")\n";
+    if (end.fatal()) {
+        out << "Ended by " << attach::signal_name(end.signal) << " in thread " << end.thread;
+        if (layout.fault_address) out << fmt::format(" at address {:#x}", *layout.fault_address);
+        out << "\n";
+    } else {
+        out << "Taken from the running process (no fatal signal recorded, as gcore makes it)\n";
+    }
+}
+
 void print_text(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const LocalsByFrame& locals,
-                bool only_gil, std::ostream& out) {
-    out << "Process " << process.pid() << ": "
-        << exporters::escape_control_characters(attach::read_cmdline(process.pid())) << "\n"
+                bool only_gil, const CoreEnd& end, const AsyncSection* async, std::ostream& out) {
+    if (end.core != nullptr) print_core_header(end, out);
+    out << "Process " << process.pid() << ": " << exporters::escape_control_characters(process.target().command_line())
+        << "\n"
         << "Python " << process.version().to_string() << " ("
         << exporters::escape_control_characters(process.binary_path()) << ")\n";
     if (only_gil && threads.empty()) out << "\nNo thread holds the GIL.\n";
     for (const auto* thread : threads) {
         out << "\n";
-        print_thread(*thread, locals, out);
+        print_thread(*thread, locals, end, out);
     }
+    if (async != nullptr) print_asyncio_text(async->state, async->threads, out);
+}
+
+LoopThreads loop_threads(const std::vector<ThreadStateRef>& states, const std::vector<ThreadSnapshot>& snapshots) {
+    LoopThreads out;
+    for (std::size_t i = 0; i < states.size() && i < snapshots.size(); ++i) {
+        out[states[i].address] = {snapshots[i].id, snapshots[i].name};
+    }
+    return out;
+}
+
+std::unique_ptr<PythonProcess> open_target(const DumpOptions& options, attach::CoreFile*& core) {
+    if (options.core.empty()) return std::make_unique<PythonProcess>(options.pid, options.python_version);
+    auto file = std::make_unique<attach::CoreFile>(options.core, options.root, options.executable);
+    core = file.get();
+    return std::make_unique<PythonProcess>(std::move(file), options.python_version);
 }
 
 }  // namespace
@@ -161,17 +256,24 @@ void print_text(PythonProcess& process, const std::vector<const ThreadSnapshot*>
 // Without stopping the threads a stack can be caught mid-update; a few quick retries usually give
 // a whole one.
 int run_dump(const DumpOptions& options) {
-    PythonProcess process(options.pid, options.python_version);
+    attach::CoreFile* core = nullptr;
+    auto opened = open_target(options, core);
+    PythonProcess& process = *opened;
+    CoreEnd end = core_end(core);
     Snapshotter snapshotter(process, options.blocking, options.native);
     if (options.gil && !snapshotter.gil().known()) {
         throw PythonError(PythonErrorKind::UnsupportedVersion, snapshotter.gil().why());
     }
     attach::PageCache pages(process.memory());
     LocalsByFrame locals;
-    if (options.locals) {
-        snapshotter.inspect_each_snapshot(
-            [&](std::vector<ThreadSnapshot>& snapshots) { read_locals(process, pages, snapshots, locals); });
-    }
+    std::optional<AsyncSection> async;
+    std::optional<AsyncioReader> tasks;
+    if (options.async_tasks) tasks.emplace(process, process.memory(), snapshotter.codes());
+    // Read while the threads are still stopped, so that the tasks agree with the stacks.
+    snapshotter.inspect_each_snapshot([&](std::vector<ThreadSnapshot>& snapshots) {
+        if (options.locals) read_locals(process, pages, snapshots, locals);
+        if (tasks) async.emplace().state = tasks->read(snapshotter.thread_states());
+    });
     std::vector<ThreadSnapshot> threads;
     Snapshotter::Outcome outcome = Snapshotter::Outcome::Failed;
     for (int attempt = 0; attempt < kAttempts && outcome == Snapshotter::Outcome::Failed; ++attempt) {
@@ -194,10 +296,16 @@ int run_dump(const DumpOptions& options) {
     for (const auto& thread : threads) {
         if (!thread.joined && (!options.gil || thread.holds_gil)) shown.push_back(&thread);
     }
+    if (tasks && !async) async.emplace().state = tasks->read(snapshotter.thread_states());
+    if (async) {
+        async->threads = loop_threads(snapshotter.thread_states(), threads);
+        take_running_frames(async->state, snapshotter.thread_states(), threads);
+    }
+    const AsyncSection* section = async ? &*async : nullptr;
     if (options.json) {
-        print_json(process, shown, locals, options.locals, std::cout);
+        print_json(process, shown, locals, options.locals, end, section, std::cout);
     } else {
-        print_text(process, shown, locals, options.gil, std::cout);
+        print_text(process, shown, locals, options.gil, end, section, std::cout);
     }
     return outcome == Snapshotter::Outcome::Ok ? kExitOk : kExitError;
 }

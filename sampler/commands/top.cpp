@@ -20,6 +20,7 @@
 #include "commands/logging.hpp"
 #include "commands/options.hpp"
 #include "commands/top_screen.hpp"
+#include "engine/async_stacks.hpp"
 #include "engine/frames.hpp"
 #include "engine/snapshot.hpp"
 #include "engine/timer.hpp"
@@ -43,6 +44,13 @@ public:
     TopSampler(PythonProcess& process, const TopOptions& options)
         : options_(options), snapshotter_(process, options.blocking, options.native) {
         snapshotter_.read_gil(false);
+        if (options.async_tasks) {
+            async_ = std::make_unique<AsyncStacks>(
+                process, options.idle,
+                options.async_by_coroutine ? AsyncStacks::Markers::Coroutine : AsyncStacks::Markers::Name);
+            snapshotter_.inspect_each_snapshot(
+                [this](std::vector<ThreadSnapshot>&) { async_->read(snapshotter_.thread_states()); });
+        }
     }
 
     // Takes one sample; false once the target is gone.
@@ -51,9 +59,13 @@ public:
         if (outcome == Snapshotter::Outcome::ProcessGone) return false;
         counts_.add_tick();
         if (outcome == Snapshotter::Outcome::Failed) ++errors_;
+        if (async_) async_->rebuild(threads_, snapshotter_.thread_states());
         for (const auto& thread : threads_) {
             if (thread.frames.empty() || thread.joined || thread.weight == 0) continue;
             count_thread(thread);
+        }
+        if (async_) {
+            for (const auto& waiting : async_->waiting()) count_thread(waiting);
         }
         // An exiting interpreter lists no threads in its last moments: keep the last real count.
         if (!threads_.empty()) {
@@ -101,7 +113,11 @@ public:
 private:
     void count_thread(const ThreadSnapshot& thread) {
         frames_.clear();
-        for (const auto& frame : thread.frames) frames_.push_back(profile_frame(frame, true));
+        for (const auto& frame : thread.frames) {
+            frames_.push_back(profile_frame(frame, true));
+            // An asyncio task's marker gets a row of its own: the samples under each task.
+            if (frame.label != nullptr) frames_.back().synthetic = false;
+        }
         counts_.add_stack(frames_, thread.weight);
     }
 
@@ -113,6 +129,7 @@ private:
 
     const TopOptions& options_;
     Snapshotter snapshotter_;
+    std::unique_ptr<AsyncStacks> async_;  // with --async
     TopCounts counts_;
     std::vector<ThreadSnapshot> threads_;
     std::vector<exporters::Frame> frames_;
@@ -322,30 +339,6 @@ private:
     std::uint64_t printed_ticks_ = 0;
 };
 
-bool wait_for_exit(attach::ChildProcess& child, std::chrono::milliseconds limit) {
-    for (auto waited = std::chrono::milliseconds(0); !child.poll() && waited < limit;
-         waited += std::chrono::milliseconds(10)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return child.poll().has_value();
-}
-
-// A launched command is part of the session: when top ends first, the command is stopped. Ctrl-C in
-// a terminal reaches it too, so it gets a moment to exit on its own before the signal is passed on.
-int finish_child(attach::ChildProcess& child, std::optional<int> reaped, const TopOptions& options) {
-    constexpr auto kGrace = std::chrono::milliseconds(1000);
-    if (reaped) child.set_reaped(*reaped);
-    if (stop_requested()) wait_for_exit(child, kGrace);
-    if (!child.poll()) {
-        child.send_signal(stop_requested() ? stop_signal() : SIGTERM);
-        if (!wait_for_exit(child, kGrace) && !options.quiet) {
-            std::fprintf(stderr, "pysample: waiting for '%s' (pid %d) to exit\n",
-                         exporters::escape_control_characters(options.command[0]).c_str(), child.pid());
-        }
-    }
-    return attach::ChildProcess::exit_code(child.wait());
-}
-
 }  // namespace
 
 int run_top(const TopOptions& options) {
@@ -353,10 +346,10 @@ int run_top(const TopOptions& options) {
     std::unique_ptr<attach::ChildProcess> child;
     std::unique_ptr<PythonProcess> process;
     if (!options.command.empty()) {
-        child = std::make_unique<attach::ChildProcess>(options.command);
-        signals.forward_to(child->pid());
-        process = wait_for_python(*child, options);
-        if (!process) return no_python_ran(options.command, child->wait(), options.quiet);
+        auto launched = launch_command(options, signals, true);
+        if (launched.exit_code) return *launched.exit_code;
+        child = std::move(launched.child);
+        process = std::move(launched.process);
     } else {
         process = std::make_unique<PythonProcess>(options.pid, options.python_version);
     }
@@ -371,7 +364,7 @@ int run_top(const TopOptions& options) {
     if (auto* suspender = session->suspender()) reaped = suspender->reaped_exit_status();
     // Detach (when threads are held) before waiting for a launched child, whose stops would otherwise wait for us.
     session.reset();
-    if (child) return finish_child(*child, reaped, options);
+    if (child) return finish_launched(*child, reaped, WhenDone::StopIt, options, "");
     return kExitOk;
 }
 

@@ -128,6 +128,7 @@ std::string row_label(const TopEntry& entry, TopGrouping grouping, std::size_t w
     std::string location = terminal_text(entry.frame.filename);
     int line = grouping == TopGrouping::Line ? entry.frame.line : entry.frame.first_line;
     if (line > 0) location += ":" + std::to_string(line);
+    if (location.empty()) return width > 0 ? fit_width(function, width) : function;  // a task's marker
     std::string label = function + " (" + location + ")";
     std::size_t excess = width > 0 && display_width(label) > width ? display_width(label) - width : 0;
     constexpr std::size_t kShortestLocation = 12;

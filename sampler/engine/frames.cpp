@@ -12,6 +12,7 @@ std::string interpreter_label(std::int64_t id) { return "[interpreter " + std::t
 
 exporters::Frame profile_frame(const PyFrame& frame, bool line_numbers) {
     if (frame.native != nullptr) return profile_frame(*frame.native, line_numbers);
+    if (frame.label != nullptr) return exporters::Frame::made_by_pysample(frame.label->text);
     if (frame.is_interpreter_marker()) return exporters::Frame::made_by_pysample(interpreter_label(frame.interpreter));
     if (frame.code == nullptr) return exporters::Frame::made_by_pysample(omitted_frames_label(frame.omitted));
     return {frame.code->function,

@@ -86,13 +86,13 @@ NativeStacks::NativeStacks(PythonProcess& process, bool show_all)
     : process_(process),
       show_all_(show_all),
       eval_function_(process.facts().eval_function),
-      modules_(process.pid()),
+      modules_(process.target()),
       unwinder_(modules_, process.memory()),
       symbols_(modules_) {}
 
 void NativeStacks::capture(pid_t tid, NativeCapture& out) {
     out.ok = false;
-    auto registers = attach::read_registers(tid);
+    auto registers = process_.target().registers(tid);
     if (!registers) return;
     out.registers = *registers;
     std::uint64_t sp = registers->sp();

@@ -16,12 +16,12 @@ Snapshotter::Snapshotter(PythonProcess& process, bool blocking, NativeMode nativ
       codes_(code_pages_, process.code_layout(), process.code_type_address()),
       walker_(process.layout(), pages_, codes_),
       gil_(process),
-      states_(process.pid()),
-      tids_(process.pid()),
+      target_(process.target()),
       python_names_(process) {
     if (native != NativeMode::Off) native_ = std::make_unique<NativeStacks>(process, native == NativeMode::All);
-    if (blocking || native_) suspender_ = std::make_unique<attach::ThreadSuspender>(process.pid());
-    stop_each_thread_ = native_ && !blocking;
+    // A core file's threads stand still already, their registers recorded.
+    if ((blocking || native_) && target_.live()) suspender_ = std::make_unique<attach::ThreadSuspender>(process.pid());
+    stop_each_thread_ = native_ && !blocking && suspender_;
 }
 
 Snapshotter::~Snapshotter() {
@@ -49,8 +49,7 @@ void Snapshotter::name_python_threads(std::uint64_t interp, std::vector<ThreadSn
 const std::string& Snapshotter::thread_name(pid_t tid) {
     auto it = names_.find(tid);
     if (it == names_.end()) {
-        auto status = attach::read_thread_status(process_.pid(), tid);
-        it = names_.emplace(tid, status ? status->name : std::string()).first;
+        it = names_.emplace(tid, target_.thread_name(tid)).first;
     }
     return it->second;
 }
@@ -92,14 +91,14 @@ WalkResult Snapshotter::walk_running(const ThreadStateRef& listed, std::vector<P
 // trusted only when it names a live thread of the target. Either way the id is the one in the
 // target's PID namespace, translated to pysample's.
 pid_t Snapshotter::kernel_tid(const ThreadStateRef& thread) {
-    if (thread.native_id != 0) return tids_.to_host(static_cast<pid_t>(thread.native_id));
+    if (thread.native_id != 0) return target_.tid_from_program(static_cast<pid_t>(thread.native_id));
     // A pthread_t is reused only after its thread exited, so a cached tid that is still alive is right.
     if (auto cached = tids_by_pthread_.find(thread.thread_id); cached != tids_by_pthread_.end()) {
         if (scheduler_state(cached->second) != '?') return cached->second;
         tids_by_pthread_.erase(cached);
     }
     auto inner = attach::tid_of_pthread(pages_, thread.thread_id);
-    pid_t tid = inner ? tids_.to_host(*inner) : 0;
+    pid_t tid = inner ? target_.tid_from_program(*inner) : 0;
     if (tid == 0 || scheduler_state(tid) == '?') return 0;
     tids_by_pthread_[thread.thread_id] = tid;
     return tid;
@@ -111,7 +110,7 @@ char Snapshotter::scheduler_state(pid_t tid) {
     for (const auto& [known, state] : sample_states_) {
         if (known == tid) return state;
     }
-    char state = states_.read_state(tid);
+    char state = target_.thread_state(tid);
     sample_states_.emplace_back(tid, state);
     return state;
 }
@@ -124,7 +123,7 @@ bool Snapshotter::list_threads_if_due(bool force) {
     auto now = std::chrono::steady_clock::now();
     if (!force && listed_at_ != std::chrono::steady_clock::time_point{} && now - listed_at_ < kListEvery) return true;
     listed_at_ = now;
-    auto states = states_.read_all();
+    auto states = target_.threads();
     listed_states_ = std::map<pid_t, char>(states.begin(), states.end());
     std::erase_if(cpu_shares_, [&](const auto& entry) { return listed_states_.count(entry.first) == 0; });
     return !std::all_of(states.begin(), states.end(),
@@ -271,6 +270,8 @@ Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out,
         snap.frames.clear();
         snap.name.clear();
         snap.idle = snap.walked = snap.joined = false;
+        snap.task = 0;
+        snap.stack_version = 0;
         snap.interpreter = threads_[i].interpreter_id;
         snap.result = WalkResult::Ok;
         snap.native = MergeResult::Merged;
@@ -278,7 +279,8 @@ Snapshotter::Outcome Snapshotter::read_threads(std::vector<ThreadSnapshot>& out,
         // A sub-interpreter's state whose thread cannot be told is shown under the one it records.
         pid_t shown = tid != 0 || thread_unknown_.empty() || !thread_unknown_[i] ? tid : kernel_tid(threads_[i]);
         snap.id = shown != 0 ? static_cast<std::uint64_t>(shown) : threads_[i].thread_id;
-        snap.namespace_id = tid != 0 && tids_.separate() ? static_cast<std::uint64_t>(tids_.to_inner(tid)) : 0;
+        snap.namespace_id =
+            tid != 0 && target_.separate_pid_namespace() ? static_cast<std::uint64_t>(target_.tid_in_program(tid)) : 0;
         snap.weight = 1;
         if (tid != 0) {
             auto listed = listed_states_.find(tid);
@@ -385,7 +387,7 @@ const attach::MapEntry* Snapshotter::stack_mapping(std::uint64_t address) {
     const attach::MapEntry* found = age < std::chrono::seconds(1) ? find() : nullptr;
     if (found != nullptr || age < std::chrono::milliseconds(100)) return found;
     try {
-        maps_ = attach::read_maps(process_.pid());
+        maps_ = target_.maps();
     } catch (const attach::Error&) {
         maps_.clear();
     }
@@ -423,11 +425,11 @@ std::uint32_t Snapshotter::thread_cpu_weight(pid_t tid, char state) {
         // What the threads there already ran before sampling began is not counted.
         cpu_baselines_taken_ = true;
         for (const auto& [listed, listed_state] : listed_states_) {
-            if (auto times = states_.read_cpu_times(listed)) cpu_shares_[listed] = {times->running, now, true};
+            if (auto times = target_.cpu_times(listed)) cpu_shares_[listed] = {times->running, now, true};
         }
     }
     if (state != 'R') return 0;
-    auto times = states_.read_cpu_times(tid);
+    auto times = target_.cpu_times(tid);
     if (!times) return 1;
     auto [it, first] = cpu_shares_.try_emplace(tid, CpuShare{times->running, now, false});
     CpuShare& share = it->second;
@@ -576,7 +578,7 @@ void Snapshotter::count_cut_stack(const std::vector<PyFrame>& frames) {
 void Snapshotter::serve_stops() {
     if (suspender_) {
         suspender_->serve_stops();
-    } else {
+    } else if (target_.live()) {
         attach::serve_leftover_stops();
     }
 }

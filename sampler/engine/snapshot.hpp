@@ -38,6 +38,12 @@ struct ThreadSnapshot {
     WalkResult result = WalkResult::Ok;
     std::vector<PyFrame> frames;  // innermost first; in native mode merged with native frames
     MergeResult native = MergeResult::Merged;
+    // Not a thread's own stack but an asyncio task waiting in the thread's event loop (with
+    // --async in wall-clock mode): the task's address.
+    std::uint64_t task = 0;
+    // Non-zero when the stack is the same as that of every snapshot of the same thread or task
+    // with the same version: it need not be compared frame by frame.
+    std::uint64_t stack_version = 0;
 };
 
 enum class NativeMode { Off, Filtered, All };
@@ -80,6 +86,9 @@ public:
     void inspect_each_snapshot(std::function<void(std::vector<ThreadSnapshot>&)> inspect) {
         inspect_ = std::move(inspect);
     }
+    // The thread states of the last take(), in the order of its snapshots.
+    const std::vector<ThreadStateRef>& thread_states() const { return threads_; }
+    symbolize::CodeCache& codes() { return codes_; }
     const GilReader& gil() const { return gil_; }
     // Whether each snapshot says which thread holds the GIL (on by default; one more read).
     void read_gil(bool enabled) { read_gil_ = enabled; }
@@ -129,8 +138,7 @@ private:
     StackWalker walker_;
     GilReader gil_;
     std::function<void(std::vector<ThreadSnapshot>&)> inspect_;
-    attach::ThreadStateReader states_;
-    attach::NamespaceTids tids_;
+    attach::Target& target_;
     std::unique_ptr<attach::ThreadSuspender> suspender_;
     std::map<pid_t, std::string> names_;
     std::map<pid_t, char> listed_states_;  // the last listing of the process's threads

@@ -10,8 +10,6 @@
 namespace pysample::sampler {
 namespace {
 
-constexpr std::uint64_t kPageSize = 4096;
-constexpr std::uint64_t kMaxLength = std::uint64_t{1} << 48;  // beyond any real object's length
 constexpr std::size_t kMaxNameChars = 128;
 constexpr int kTaggedIntShift = 2;  // Py_TAGGED_SHIFT of 3.14+'s _PyStackRef
 
@@ -87,22 +85,6 @@ void append_non_ascii(std::string& out, std::uint32_t cp, repr::TextStyle style)
 }
 
 std::string unreadable() { return "<unreadable>"; }
-
-// A NUL-terminated string of at most `max` bytes, read a page at a time so that a string near the
-// end of a mapping does not fail.
-std::optional<std::string> read_c_string(attach::Memory& memory, std::uint64_t address, std::size_t max) {
-    std::string out;
-    char chunk[kPageSize];
-    while (address != 0 && out.size() < max) {
-        std::size_t length = std::min<std::size_t>(max - out.size(), kPageSize - address % kPageSize);
-        if (!memory.read(address, chunk, length)) return std::nullopt;
-        const char* end = static_cast<const char*>(std::memchr(chunk, '\0', length));
-        out.append(chunk, end != nullptr ? static_cast<std::size_t>(end - chunk) : length);
-        if (end != nullptr) return out;
-        address += length;
-    }
-    return out;
-}
 
 }  // namespace
 
@@ -288,7 +270,7 @@ ValueFormatter::Value ValueFormatter::format_bool(std::uint64_t object) {
 }
 
 ValueFormatter::Value ValueFormatter::format_float(std::uint64_t object) {
-    auto value = field<double>(object, layout_.float_value);
+    auto value = objects_.float_value(object);
     return {value ? repr::python_float(*value) : unreadable(), "float"};
 }
 
@@ -303,7 +285,7 @@ ValueFormatter::Value ValueFormatter::format_py2_unicode(std::uint64_t object) {
     auto length = field<std::int64_t>(object, layout_.unicode_py2_length);
     auto data = field<std::uint64_t>(object, layout_.unicode_py2_str);
     auto unit_size = static_cast<std::size_t>(layout_.unicode_py2_char_size);
-    if (!length || !data || *length < 0 || static_cast<std::uint64_t>(*length) > kMaxLength ||
+    if (!length || !data || *length < 0 || static_cast<std::uint64_t>(*length) > kMaxObjectLength ||
         (unit_size != 2 && unit_size != 4)) {
         return {unreadable(), "unicode"};
     }
@@ -331,16 +313,14 @@ ValueFormatter::Value ValueFormatter::format_py2_unicode(std::uint64_t object) {
 
 ValueFormatter::Value ValueFormatter::format_bytes(std::uint64_t object) {
     std::string type = python2_ ? "str" : "bytes";
-    auto size = field<std::int64_t>(object, layout_.bytes_size);
-    if (!size || *size < 0 || static_cast<std::uint64_t>(*size) > kMaxLength) return {unreadable(), type};
-    std::vector<std::uint8_t> data(std::min(static_cast<std::size_t>(*size), kMaxReprChars));
-    if (!memory_.read(at(object, layout_.bytes_data), data.data(), data.size())) return {unreadable(), type};
-    return {repr::bytes(data, static_cast<std::uint64_t>(*size), !python2_), type};
+    auto value = objects_.bytes_value(object, kMaxReprChars);
+    if (!value) return {unreadable(), type};
+    return {repr::bytes(value->data, value->size, !python2_), type};
 }
 
 ValueFormatter::Value ValueFormatter::format_sized(std::uint64_t object, std::int64_t size_offset, const char* type) {
     auto size = field<std::int64_t>(object, size_offset);
-    if (!size || *size < 0 || static_cast<std::uint64_t>(*size) > kMaxLength) return {unreadable(), type};
+    if (!size || *size < 0 || static_cast<std::uint64_t>(*size) > kMaxObjectLength) return {unreadable(), type};
     return {"<" + std::string(type) + ", len " + std::to_string(*size) + ">", type};
 }
 
@@ -352,9 +332,7 @@ ValueFormatter::Value ValueFormatter::format_other(std::uint64_t object, std::ui
 
 // tp_name, with anything but printable ASCII replaced: it is the target's data.
 std::optional<std::string> ValueFormatter::type_name(std::uint64_t type) {
-    auto name_address = field<std::uint64_t>(type, layout_.type_name);
-    if (!name_address || *name_address == 0) return std::nullopt;
-    auto name = read_c_string(memory_, *name_address, kMaxTypeNameBytes);
+    auto name = objects_.type_object_name(type);
     if (!name || name->empty()) return std::nullopt;
     for (char& c : *name) {
         if (c <= ' ' || c > '~') c = '?';
@@ -459,7 +437,7 @@ bool LocalsReader::read_interpreter_slots(std::uint64_t frame, std::vector<Slot>
 bool LocalsReader::read_names(std::uint64_t tuple, Kind kind, std::vector<Slot>& slots, FrameLocals& out) {
     std::int64_t size = -1;
     if (tuple == 0 || !memory_.read_value(at(tuple, layout_.var_size), size) || size < 0 ||
-        static_cast<std::uint64_t>(size) > kMaxLength) {
+        static_cast<std::uint64_t>(size) > kMaxObjectLength) {
         return false;
     }
     std::size_t room = kMaxLocals - std::min(kMaxLocals, slots.size());

@@ -15,7 +15,6 @@
 namespace pysample::sampler {
 
 inline constexpr std::size_t kMaxReprChars = 64;      // characters of a str, bytes of a bytes object
-inline constexpr std::size_t kMaxTypeNameBytes = 64;  // of a type's tp_name
 inline constexpr std::size_t kMaxExactIntDigits = 8;  // PyLong digits (240 bits) printed exactly
 inline constexpr std::size_t kMaxLocals = 256;        // variables shown per frame
 

@@ -45,7 +45,7 @@ constexpr std::uint64_t kLvTagNegative = 2;
 constexpr std::uint64_t kLvTagZero = 1;
 constexpr std::uint64_t kMaxIntDigits = std::uint64_t{1} << 40;  // beyond any real int's size
 
-constexpr std::size_t kMaxTypeName = 32;
+constexpr std::size_t kMaxTypeName = 64;
 constexpr std::size_t kMaxStaticTypes = 256;
 constexpr std::size_t kPageSize = 4096;
 
@@ -119,31 +119,153 @@ std::uint64_t at(std::uint64_t address, std::int64_t offset) { return address + 
 
 }  // namespace
 
-// Names of static types are cached: they live as long as the interpreter. A heap type's
-// address may be reused by another type, so its name is read each time.
 std::optional<std::string> ObjectReader::type_name(std::uint64_t object) {
     std::uint64_t type = 0;
-    if (!plausible_object(object) || !memory_.read_value(at(object, layout_.object_type), type) ||
-        !plausible_object(type)) {
-        return std::nullopt;
-    }
+    if (!plausible_object(object) || !memory_.read_value(at(object, layout_.object_type), type)) return std::nullopt;
+    return type_object_name(type);
+}
+
+// Names of static types are cached: they live as long as the interpreter. A heap type's
+// address may be reused by another type, so its name is read each time.
+std::optional<std::string> ObjectReader::type_object_name(std::uint64_t type) {
+    if (!plausible_object(type)) return std::nullopt;
     if (auto cached = static_type_names_.find(type); cached != static_type_names_.end()) return cached->second;
+    if (auto cached = heap_type_names_.find(type); cached != heap_type_names_.end()) return cached->second;
     std::uint64_t name_address = 0;
     std::uint64_t flags = 0;
     if (!memory_.read_value(at(type, layout_.type_name), name_address) ||
         !memory_.read_value(at(type, layout_.type_flags), flags) || name_address == 0) {
         return std::nullopt;
     }
-    // Up to the end of its page only: the next page may not be mapped.
-    std::size_t readable = std::min<std::size_t>(kMaxTypeName, kPageSize - name_address % kPageSize);
-    std::array<char, kMaxTypeName> raw{};
-    if (!memory_.read(name_address, raw.data(), readable)) return std::nullopt;
-    std::string name(raw.data(), strnlen(raw.data(), readable));
+    auto name = c_string(name_address, kMaxTypeName);
+    if (!name) return std::nullopt;
     if (!has_flag(flags, layout_.tpflags_heaptype)) {
         if (static_type_names_.size() >= kMaxStaticTypes) static_type_names_.clear();
-        static_type_names_.emplace(type, name);
+        static_type_names_.emplace(type, *name);
+    } else if (keep_heap_types_ && heap_type_names_.size() < kMaxStaticTypes) {
+        heap_type_names_.emplace(type, *name);
     }
     return name;
+}
+
+// A NUL-terminated string of at most `max` bytes, read a page at a time so that a string near the
+// end of a mapping does not fail.
+std::optional<std::string> ObjectReader::c_string(std::uint64_t address, std::size_t max) {
+    std::string out;
+    std::array<char, kPageSize> chunk{};
+    while (address != 0 && out.size() < max) {
+        std::size_t length = std::min<std::size_t>(max - out.size(), kPageSize - address % kPageSize);
+        if (!memory_.read(address, chunk.data(), length)) return std::nullopt;
+        const char* end = static_cast<const char*>(std::memchr(chunk.data(), '\0', length));
+        out.append(chunk.data(), end != nullptr ? static_cast<std::size_t>(end - chunk.data()) : length);
+        if (end != nullptr) return out;
+        address += length;
+    }
+    return out;
+}
+
+std::optional<double> ObjectReader::float_value(std::uint64_t object) {
+    double value = 0;
+    if (!plausible_object(object) || layout_.float_value < 0 ||
+        !memory_.read_value(at(object, layout_.float_value), value)) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<BytesPrefix> ObjectReader::bytes_value(std::uint64_t object, std::size_t max_bytes) {
+    std::int64_t size = 0;
+    if (!plausible_object(object) || layout_.bytes_size < 0 ||
+        !memory_.read_value(at(object, layout_.bytes_size), size) || size < 0 ||
+        static_cast<std::uint64_t>(size) > kMaxObjectLength) {
+        return std::nullopt;
+    }
+    BytesPrefix out;
+    out.size = static_cast<std::uint64_t>(size);
+    out.data.resize(std::min(static_cast<std::size_t>(size), max_bytes));
+    if (!out.data.empty() && !memory_.read(at(object, layout_.bytes_data), out.data.data(), out.data.size())) {
+        return std::nullopt;
+    }
+    return out;
+}
+
+std::optional<std::uint64_t> ObjectReader::module_dict(std::uint64_t module) {
+    constexpr std::int64_t kModuleDict = 16;  // PyModuleObject.md_dict, after PyObject_HEAD in every version
+    if (!has_type(module, "module")) return std::nullopt;
+    auto dict = pointer_field(module, kModuleDict);
+    if (!dict || !has_type(*dict, "dict")) return std::nullopt;
+    return dict;
+}
+
+std::optional<std::uint64_t> ObjectReader::imported_module(std::uint64_t interp, std::string_view name) {
+    auto modules = pointer_field(interp, layout_.interp_modules);
+    if (!modules || !has_type(*modules, "dict")) return std::nullopt;
+    auto module = dict_get(*modules, name);
+    if (!module || !has_type(*module, "module")) return std::nullopt;
+    return module;
+}
+
+std::optional<std::uint64_t> ObjectReader::module_global(std::uint64_t module, std::string_view name) {
+    auto dict = module_dict(module);
+    return dict ? dict_get(*dict, name) : std::nullopt;
+}
+
+std::optional<std::uint64_t> ObjectReader::pointer_field(std::uint64_t object, std::int64_t offset) {
+    std::uint64_t value = 0;
+    if (offset < 0 || !plausible_object(object) || !memory_.read_value(at(object, offset), value)) return std::nullopt;
+    return value;
+}
+
+std::optional<std::uint64_t> ObjectReader::type_of(std::uint64_t object) {
+    return pointer_field(object, layout_.object_type);
+}
+
+bool ObjectReader::is_instance(std::uint64_t object, std::uint64_t type) {
+    constexpr int kMaxBases = 32;
+    auto current = type_of(object);
+    for (int depth = 0; current && *current != 0 && depth < kMaxBases; ++depth) {
+        if (*current == type) return true;
+        current = pointer_field(*current, layout_.type_base);
+    }
+    return false;
+}
+
+bool ObjectReader::sequence_items(std::uint64_t object, std::vector<std::uint64_t>& out, std::size_t max) {
+    out.clear();
+    auto type = type_name(object);
+    if (!type || (*type != "list" && *type != "tuple")) return false;
+    std::int64_t size = 0;
+    if (!memory_.read_value(at(object, layout_.var_size), size) || size < 0 || static_cast<std::uint64_t>(size) > max) {
+        return false;
+    }
+    std::uint64_t items = at(object, layout_.tuple_items);
+    if (*type == "list") {
+        auto pointer = pointer_field(object, layout_.list_items);
+        if (!pointer) return false;
+        items = *pointer;
+    }
+    out.resize(static_cast<std::size_t>(size));
+    return size == 0 || memory_.read(items, out.data(), out.size() * sizeof(std::uint64_t));
+}
+
+// Open addressing: mask + 1 entries of {key, hash}; an empty slot has no key, a removed one the
+// dummy key with hash -1, which no real key has.
+bool ObjectReader::set_items(std::uint64_t set, std::vector<std::uint64_t>& out, std::size_t max) {
+    out.clear();
+    std::int64_t mask = 0;
+    auto table = pointer_field(set, layout_.set_table);
+    if (!table || layout_.set_mask < 0 || !memory_.read_value(at(set, layout_.set_mask), mask) || mask < 0 ||
+        static_cast<std::uint64_t>(mask) >= 4 * max) {
+        return false;
+    }
+    std::vector<std::uint64_t> entries(2 * (static_cast<std::size_t>(mask) + 1));
+    if (!memory_.read(*table, entries.data(), entries.size() * sizeof(std::uint64_t))) return false;
+    for (std::size_t i = 0; i < entries.size(); i += 2) {
+        if (entries[i] == 0 || static_cast<std::int64_t>(entries[i + 1]) == -1) continue;
+        if (out.size() == max) return false;
+        out.push_back(entries[i]);
+    }
+    return true;
 }
 
 bool ObjectReader::has_type(std::uint64_t object, std::string_view name) {

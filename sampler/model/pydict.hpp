@@ -34,6 +34,15 @@ struct IntDigits {
     int shift = 30;                     // bits per digit (PyLong_SHIFT)
 };
 
+// The first bytes of a bytes object (2.7: str) and its whole size.
+struct BytesPrefix {
+    std::uint64_t size = 0;
+    std::vector<std::uint8_t> data;
+};
+
+// Sizes beyond this are taken for garbage, not read.
+inline constexpr std::uint64_t kMaxObjectLength = std::uint64_t{1} << 48;
+
 // Reads objects of one process. `strings` gives the str layout (read_unicode, read_byte_string).
 class ObjectReader {
 public:
@@ -46,6 +55,15 @@ public:
 
     // The tp_name of the object's type ("dict", "str"), nullopt when unreadable.
     std::optional<std::string> type_name(std::uint64_t object);
+    // The tp_name of a type object, as the target holds it (not escaped).
+    std::optional<std::string> type_object_name(std::uint64_t type);
+    // Heap types' names are read each time (a freed type's address may be reused) unless kept
+    // between calls of this, for a reader that reads many objects of the same few heap types at
+    // one moment.
+    void forget_heap_types() {
+        heap_type_names_.clear();
+        keep_heap_types_ = true;
+    }
     bool has_type(std::uint64_t object, std::string_view name);
 
     // The live items of a dict (key and value both set); false when it cannot be read whole.
@@ -66,6 +84,30 @@ public:
     std::optional<IntDigits> int_digits(std::uint64_t object, std::size_t max_digits);
     // A str object as UTF-8 (2.7: its bytes), at most `max_chars` characters.
     std::optional<std::string> str_value(std::uint64_t object, std::size_t max_chars);
+    std::optional<double> float_value(std::uint64_t object);
+    // A bytes object's size and at most `max_bytes` of its first bytes.
+    std::optional<BytesPrefix> bytes_value(std::uint64_t object, std::size_t max_bytes);
+    // A NUL-terminated C string of at most `max` bytes.
+    std::optional<std::string> c_string(std::uint64_t address, std::size_t max);
+
+    // A module object's __dict__.
+    std::optional<std::uint64_t> module_dict(std::uint64_t module);
+    // sys.modules[name] of an interpreter; nullopt when not imported or unreadable.
+    std::optional<std::uint64_t> imported_module(std::uint64_t interp, std::string_view name);
+    // A global of a module object.
+    std::optional<std::uint64_t> module_global(std::uint64_t module, std::string_view name);
+
+    // The pointer-sized field at `offset` of an object; nullopt when the offset is absent (-1) or
+    // the read fails.
+    std::optional<std::uint64_t> pointer_field(std::uint64_t object, std::int64_t offset);
+    // The object's type (ob_type).
+    std::optional<std::uint64_t> type_of(std::uint64_t object);
+    // Whether the object's type is `type` or derives from it (through tp_base).
+    bool is_instance(std::uint64_t object, std::uint64_t type);
+    // The items of a list or tuple, at most `max`; false when unreadable or longer.
+    bool sequence_items(std::uint64_t object, std::vector<std::uint64_t>& out, std::size_t max);
+    // The members of a set or frozenset, at most `max`; false when unreadable or larger.
+    bool set_items(std::uint64_t set, std::vector<std::uint64_t>& out, std::size_t max);
 
 private:
     struct TypeInfo {
@@ -94,6 +136,8 @@ private:
     symbolize::CodeObjectLayout strings_;
     pid_t pid_;
     std::map<std::uint64_t, std::string> static_type_names_;
+    std::map<std::uint64_t, std::string> heap_type_names_;
+    bool keep_heap_types_ = false;
     std::map<std::string, std::uint64_t, std::less<>> key_objects_;  // str key -> last key object seen for it
     std::vector<std::uint8_t> buffer_;
     std::vector<DictItem> scratch_;

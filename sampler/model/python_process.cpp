@@ -6,6 +6,7 @@
 #include <set>
 
 #include "attach/error.hpp"
+#include "attach/live_process.hpp"
 #include "attach/threads.hpp"
 #include "model/debug_offsets.hpp"
 #include "model/python_error.hpp"
@@ -16,13 +17,8 @@ namespace {
 using attach::Error;
 using attach::ErrorKind;
 
-std::string basename_of(std::string_view path) {
-    auto slash = path.rfind('/');
-    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
-}
-
 bool looks_like_python_file(const std::string& path) {
-    std::string base = basename_of(path);
+    std::string base = attach::base_name(path);
     return base.rfind("libpython", 0) == 0 || base.rfind("python", 0) == 0;
 }
 
@@ -38,7 +34,7 @@ std::optional<std::uint64_t> runtime_in(const symbolize::ElfFile& elf) {
 // PyPy's interpreter lives in libpypy*-c.so, or in a pypy executable built without it.
 std::optional<std::string> pypy_in(const std::vector<attach::MapEntry>& maps) {
     for (const auto& entry : maps) {
-        std::string base = basename_of(entry.path);
+        std::string base = attach::base_name(entry.path);
         if (base.rfind("libpypy", 0) == 0 || base.rfind("pypy", 0) == 0) return entry.path;
     }
     return std::nullopt;
@@ -46,27 +42,35 @@ std::optional<std::string> pypy_in(const std::vector<attach::MapEntry>& maps) {
 
 }  // namespace
 
-PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_override) : pid_(pid), memory_(pid) {
-    attach::check_process(pid);
-    auto maps = attach::read_maps(pid);
+PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_override)
+    : PythonProcess(std::make_unique<attach::LiveProcess>(pid), version_override) {}
+
+PythonProcess::PythonProcess(std::unique_ptr<attach::Target> target, std::optional<PythonVersion> version_override)
+    : target_(std::move(target)), pid_(target_->pid()), label_(target_->label()) {
+    auto maps = target_->maps();
     auto binary = find_interpreter_binary(maps);
     if (!binary && !stripped_binary_.empty()) {
         // A Python this build cannot read, rather than no Python: launch mode must not wait for it.
         throw PythonError(PythonErrorKind::UnsupportedVersion,
-                          "process " + std::to_string(pid) + " runs Python from " + stripped_binary_ +
+                          label_ + " runs Python from " + stripped_binary_ +
                               ", which has neither _PyRuntime (Python 3.7+) nor the symbol table entry interp_head "
                               "(Python 2.7, 3.6): the binary is stripped; install its debug symbols or use an "
                               "unstripped build (e.g. pyenv's)");
     }
+    if (!binary && !unopenable_binary_.empty() && !target_->live()) {
+        throw Error(ErrorKind::BadInput, label_ + " ran Python from a file that cannot be read here (" +
+                                             unopenable_binary_ +
+                                             "): pass --root DIR where the program's files are, or "
+                                             "--executable PATH for its executable");
+    }
     if (!binary) {
         if (auto pypy = pypy_in(maps)) {
             throw PythonError(PythonErrorKind::UnsupportedVersion,
-                              "process " + std::to_string(pid) + " runs PyPy (" + *pypy +
+                              label_ + " runs PyPy (" + *pypy +
                                   "): pysample reads CPython's interpreter only, and PyPy's is another one");
         }
-        std::string exe = attach::read_exe_path(pid);
-        throw PythonError(PythonErrorKind::NotPython, "process " + std::to_string(pid) +
-                                                          (exe.empty() ? "" : " (" + exe + ")") +
+        std::string exe = target_->executable();
+        throw PythonError(PythonErrorKind::NotPython, label_ + (exe.empty() ? "" : " (" + exe + ")") +
                                                           " is not a Python process: no python binary or libpython "
                                                           "carrying the interpreter runtime is mapped");
     }
@@ -76,15 +80,15 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
         spdlog::warn(
             "process {}: {} was deleted or replaced on disk since the process loaded it; reading the "
             "file the process still maps",
-            pid, binary_path_);
+            pid_, binary_path_);
     }
     if (is_free_threaded_file_name(binary_path_)) refuse_free_threaded("its file name");
     version_ = version_override ? *version_override : detect_version(*binary);
     auto layout = find_layout(version_.major, version_.minor);
     if (!layout) {
         throw PythonError(PythonErrorKind::UnsupportedVersion,
-                          "process " + std::to_string(pid) + " runs Python " + version_.to_string() + " (found by " +
-                              version_.source + " in " + binary_path_ +
+                          label_ + " runs Python " + version_.to_string() + " (found by " + version_.source + " in " +
+                              binary_path_ +
                               "), which this build of pysample cannot read; supported: " + supported_versions_text());
     }
     layout_ = *layout;
@@ -93,8 +97,8 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
         auto runtime = runtime_in(*binary->elf);
         if (!runtime) {
             throw PythonError(PythonErrorKind::UnsupportedVersion,
-                              "process " + std::to_string(pid) + ": " + binary_path_ + " looks like Python " +
-                                  version_.to_string() + " (found by " + version_.source +
+                              label_ + ": " + binary_path_ + " looks like Python " + version_.to_string() +
+                                  " (found by " + version_.source +
                                   ") but has no _PyRuntime symbol; if the version is wrong, pass --python-version X.Y");
         }
         runtime_address_ = binary->bias + *runtime;
@@ -104,8 +108,8 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
         auto head = binary->elf->symbol("interp_head");
         if (!head) {
             throw PythonError(PythonErrorKind::UnsupportedVersion,
-                              "process " + std::to_string(pid) + ": Python " + version_.to_string() + " (found by " +
-                                  version_.source + " in " + binary_path_ +
+                              label_ + ": Python " + version_.to_string() + " (found by " + version_.source + " in " +
+                                  binary_path_ +
                                   ") keeps its interpreter list in the static interp_head, which is not in the "
                                   "binary's symbol table: the binary is stripped, or the version is wrong (pass "
                                   "--python-version X.Y)");
@@ -114,7 +118,7 @@ PythonProcess::PythonProcess(pid_t pid, std::optional<PythonVersion> version_ove
     }
     if (auto code_type = binary->elf->symbol("PyCode_Type")) code_type_address_ = binary->bias + *code_type;
     find_builtins(*binary);
-    spdlog::debug("pid {}: Python {} ({}) in {}, interpreter list head at {:#x}, PyCode_Type at {:#x}", pid,
+    spdlog::debug("pid {}: Python {} ({}) in {}, interpreter list head at {:#x}, PyCode_Type at {:#x}", pid_,
                   version_.to_string(), version_.source, binary_path_, interpreter_head_address_, code_type_address_);
 }
 
@@ -131,17 +135,18 @@ std::optional<PythonProcess::Candidate> PythonProcess::find_interpreter_binary(
     for (const auto& [path, mapping] : lowest) {
         try {
             bool replaced = false;
-            auto elf = std::make_unique<symbolize::ElfFile>(attach::openable_mapped_file(pid_, *mapping, &replaced));
+            auto elf = std::make_unique<symbolize::ElfFile>(target_->mapped_file(*mapping, &replaced));
             if (!defines_runtime(*elf)) {
                 if (defines_python_api(*elf)) stripped_binary_ = path;
                 continue;
             }
             Candidate candidate{path, std::move(elf), 0, replaced};
             candidate.bias = candidate.elf->load_bias(*mapping);
-            bool is_library = basename_of(path).rfind("libpython", 0) == 0;
+            bool is_library = attach::base_name(path).rfind("libpython", 0) == 0;
             if (!chosen || is_library) chosen = std::move(candidate);
         } catch (const std::exception& e) {
             spdlog::debug("pid {}: skipping {}: {}", pid_, path, e.what());
+            if (unopenable_binary_.empty()) unopenable_binary_ = e.what();
         }
     }
     return chosen;
@@ -183,12 +188,12 @@ bool PythonProcess::defines_python_api(const symbolize::ElfFile& elf) {
 PythonVersion PythonProcess::detect_version(const Candidate& binary) {
     if (auto symbol = binary.elf->symbol("Py_Version")) {
         std::uint32_t hex = 0;
-        if (memory_.read_value(binary.bias + *symbol, hex)) {
+        if (memory().read_value(binary.bias + *symbol, hex)) {
             if (auto version = version_from_hex(hex, "Py_Version symbol")) return *version;
         }
     }
     if (auto runtime = runtime_in(*binary.elf)) {
-        if (auto offsets = read_debug_offsets(memory_, binary.bias + *runtime)) {
+        if (auto offsets = read_debug_offsets(memory(), binary.bias + *runtime)) {
             if (auto version = version_from_hex(offsets->version_hex, "_Py_DebugOffsets")) return *version;
         }
     }
@@ -205,16 +210,15 @@ PythonVersion PythonProcess::detect_version(const Candidate& binary) {
     std::string seen;
     for (const auto& [major, minor] : strings) seen += " " + std::to_string(major) + "." + std::to_string(minor);
     throw PythonError(PythonErrorKind::UnsupportedVersion,
-                      "cannot tell which Python version process " + std::to_string(pid_) + " runs (" + binary.path +
+                      "cannot tell which Python version " + label_ + " runs (" + binary.path +
                           (seen.empty() ? ": no version string found" : ": candidate versions" + seen) +
                           "); pass --python-version X.Y");
 }
 
 void PythonProcess::refuse_free_threaded(const std::string& evidence) {
     throw PythonError(PythonErrorKind::UnsupportedVersion,
-                      "process " + std::to_string(pid_) + " runs a free-threaded (no-GIL) build of Python (" +
-                          binary_path_ + ", seen from " + evidence +
-                          "), which pysample does not read yet; profile a regular build");
+                      label_ + " runs a free-threaded (no-GIL) build of Python (" + binary_path_ + ", seen from " +
+                          evidence + "), which pysample does not read yet; profile a regular build");
 }
 
 // 3.13+ describe their own layout. A free-threaded build is refused; otherwise the published
@@ -222,7 +226,7 @@ void PythonProcess::refuse_free_threaded(const std::string& evidence) {
 // differ, which is reported.
 void PythonProcess::check_debug_offsets() {
     if (!facts_.publishes_debug_offsets) return;
-    auto offsets = read_debug_offsets(memory_, runtime_address_);
+    auto offsets = read_debug_offsets(memory(), runtime_address_);
     if (!offsets) {
         spdlog::warn(
             "pid {}: Python {} should carry _Py_DebugOffsets at {:#x} but does not; using pysample's own "

@@ -11,6 +11,7 @@
 
 #include "attach/maps.hpp"
 #include "attach/memory.hpp"
+#include "attach/target.hpp"
 #include "model/layout.hpp"
 #include "model/python_error.hpp"
 #include "model/python_version.hpp"
@@ -44,15 +45,19 @@ public:
     // Throws attach::Error (NoSuchProcess, PermissionDenied) or PythonError (NotPython,
     // UnsupportedVersion).
     PythonProcess(pid_t pid, std::optional<PythonVersion> version_override = std::nullopt);
+    // The interpreter of any target: a live process or a core file.
+    explicit PythonProcess(std::unique_ptr<attach::Target> target,
+                           std::optional<PythonVersion> version_override = std::nullopt);
 
     pid_t pid() const { return pid_; }
+    attach::Target& target() const { return *target_; }
     const PythonVersion& version() const { return version_; }
     const PythonLayout& layout() const { return layout_; }
     const VersionFacts& facts() const { return facts_; }
     const std::string& binary_path() const { return binary_path_; }
     // The interpreter's file was deleted or replaced on disk (an upgrade) after the process loaded it.
     bool binary_replaced() const { return binary_replaced_; }
-    attach::ProcessMemory& memory() { return memory_; }
+    attach::Memory& memory() { return target_->memory(); }
     // _PyRuntime (3.7+), 0 before 3.7.
     std::uint64_t runtime_address() const { return runtime_address_; }
     // True when the interpreter's own _Py_DebugOffsets were read and checked against the table.
@@ -92,15 +97,17 @@ private:
     void find_builtins(const Candidate& binary);
     [[noreturn]] void refuse_free_threaded(const std::string& evidence);
 
+    std::unique_ptr<attach::Target> target_;
     pid_t pid_;
-    attach::ProcessMemory memory_;
+    std::string label_;  // the target's, for messages
     PythonVersion version_;
     PythonLayout layout_{};
     VersionFacts facts_;
     std::string binary_path_;
     std::uint64_t runtime_address_ = 0;
     std::uint64_t interpreter_head_address_ = 0;
-    std::string stripped_binary_;  // a Python binary passed over for lacking the runtime symbols
+    std::string stripped_binary_;    // a Python binary passed over for lacking the runtime symbols
+    std::string unopenable_binary_;  // why a mapped Python binary could not be opened
     std::uint64_t code_type_address_ = 0;
     BuiltinObjects builtins_;
     std::uint64_t thread_state_current_address_ = 0;

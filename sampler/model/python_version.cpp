@@ -4,22 +4,14 @@
 #include <regex>
 #include <vector>
 
+#include "attach/maps.hpp"
 #include "model/layout.hpp"
 
 namespace pysample::sampler {
 
-namespace {
-
-std::string basename_of(std::string_view path) {
-    auto slash = path.rfind('/');
-    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
-}
-
-}  // namespace
-
 bool is_free_threaded_file_name(std::string_view path) {
     static const std::regex pattern(R"((?:lib)?python3\.\d+[a-z]*t[a-z]*(?:\.so.*)?)");
-    std::string base = basename_of(path);
+    std::string base = attach::base_name(path);
     return std::regex_match(base, pattern);
 }
 
@@ -80,7 +72,7 @@ std::optional<PythonVersion> parse_version_text(std::string_view text) {
 
 std::optional<PythonVersion> version_from_file_name(std::string_view path) {
     static const std::regex pattern(R"((?:lib)?python([23])\.(\d{1,2})[a-z]*(?:\.so.*|-.*)?)");
-    std::string base = basename_of(path);
+    std::string base = attach::base_name(path);
     std::smatch match;
     if (!std::regex_match(base, match, pattern)) return std::nullopt;
     PythonVersion version;
@@ -153,6 +145,13 @@ VersionFacts version_facts(int major, int minor) {
     } else if (version < std::pair{3, 12}) {
         facts.int_format = IntFormat::ObSize;
     }
+    facts.reads_asyncio_tasks = version >= std::pair{3, 8};
+    if (version < std::pair{3, 12}) {
+        facts.asyncio_task_set = "_all_tasks";
+        facts.asyncio_eager_task_set = {};
+    }
+    facts.publishes_asyncio_debug_offsets = version >= std::pair{3, 14};
+    facts.awaited_slot = version >= std::pair{3, 15} ? 2 : 1;
     return facts;
 }
 

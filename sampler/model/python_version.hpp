@@ -83,6 +83,19 @@ struct VersionFacts {
     DictFormat dict_format = DictFormat::Compact311;
     InstanceDictFormat instance_format = InstanceDictFormat::InlineValues313;
     IntFormat int_format = IntFormat::LvTag;
+
+    // asyncio: tasks are read from 3.8 (every task has a name).
+    bool reads_asyncio_tasks = true;
+    // How the tasks are found: the asyncio.tasks module's weak set of tasks (_all_tasks up to
+    // 3.11, _scheduled_tasks and the set _eager_tasks from 3.12), or (3.14+) lists of the native
+    // tasks linked from each thread state and the interpreter, whose layout the _asyncio module
+    // publishes in its .AsyncioDebug section with the thread's running loop and task.
+    std::string_view asyncio_task_set = "_scheduled_tasks";
+    std::string_view asyncio_eager_task_set = "_eager_tasks";
+    bool publishes_asyncio_debug_offsets = true;
+    // Where a coroutine suspended in `await` keeps the object it awaits, counted from the top of
+    // its frame's value stack: 3.15 pushes a NULL above SEND's receiver.
+    int awaited_slot = 2;
 };
 
 VersionFacts version_facts(int major, int minor);

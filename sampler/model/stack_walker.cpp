@@ -220,6 +220,32 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
     return WalkResult::Ok;
 }
 
+WalkResult StackWalker::frame_at(std::uint64_t frame, PyFrame& out, bool started) {
+    bool legacy = !uses_interpreter_frames();
+    std::int64_t code_offset = legacy ? layout_.frame_code : layout_.iframe_code;
+    std::int64_t instr_offset = legacy ? layout_.frame_lasti : layout_.iframe_instr;
+    buffer_.resize(static_cast<std::size_t>(std::max(code_offset, instr_offset) + 8));
+    if (!memory_.read(frame, buffer_.data(), buffer_.size())) return WalkResult::ReadFailed;
+    std::uint64_t code_address = attach::field_at<std::uint64_t>(buffer_, code_offset);
+    if (!legacy) code_address &= code_pointer_mask_;
+    const auto* code = codes_.lookup(code_address);
+    if (code == nullptr) return WalkResult::NotCode;
+    std::int64_t offset = -1;
+    if (started && legacy) {
+        std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
+        offset = lasti < 0 ? -1 : lasti * layout_.frame_lasti_unit;
+    } else if (started) {
+        std::uint64_t instr = attach::field_at<std::uint64_t>(buffer_, layout_.iframe_instr);
+        offset = static_cast<std::int64_t>(instr - at(code_address, layout_.code_adaptive));
+        if (!code->holds_offset(offset)) {
+            code = codes_.lookup(code_address, true);
+            if (code == nullptr || !code->holds_offset(offset)) return WalkResult::NotCode;
+        }
+    }
+    out = PyFrame{code, offset < 0 ? code->firstlineno : code->line_at(offset), nullptr, frame};
+    return WalkResult::Ok;
+}
+
 // 3.6 to 3.9 set f_executing while a frame runs; 3.10's f_state is FRAME_EXECUTING (0), or
 // FRAME_UNWINDING (2) while an exception leaves it. 2.7 says nothing: every frame passes.
 bool StackWalker::executing(const std::vector<std::uint8_t>& frame) const {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -26,6 +27,13 @@ struct ThreadStateRef {
     std::uint64_t cframe = 0;           // 3.10 to 3.12: its _PyCFrame, on the C stack of the thread running it
 };
 
+// The text of a frame pysample adds to a stack (an asyncio task's marker), kept by whoever adds it
+// for as long as the stacks that show it. `id` tells labels apart without comparing their text.
+struct FrameLabel {
+    std::string text;
+    std::uint32_t id = 0;
+};
+
 // One frame of a sample: a Python frame (code and line), in native mode a native one, or the
 // marker that stands for the middle of a stack too deep to keep whole.
 struct PyFrame {
@@ -37,9 +45,10 @@ struct PyFrame {
     // frames it stands for), or where the frames of a sub-interpreter begin (its id).
     std::uint64_t omitted = 0;
     std::int64_t interpreter = -1;
+    const FrameLabel* label = nullptr;  // a labelled marker: an asyncio task's
 
     bool is_marker() const { return code == nullptr && native == nullptr; }
-    bool is_omitted_marker() const { return is_marker() && interpreter < 0; }
+    bool is_omitted_marker() const { return is_marker() && interpreter < 0 && label == nullptr; }
     bool is_interpreter_marker() const { return is_marker() && interpreter >= 0; }
 };
 
@@ -67,6 +76,9 @@ public:
     // kKeepInner + kKeepOuter frames keeps its innermost and outermost ones, with a marker frame
     // between them that counts the frames left out.
     WalkResult frames(const ThreadStateRef& thread, std::vector<PyFrame>& innermost_first, EvalCalls* calls = nullptr);
+    // One frame, read on its own (a suspended coroutine's): its code and line. `started` is false
+    // for a frame that has not run yet, whose line is then its code's first.
+    WalkResult frame_at(std::uint64_t frame, PyFrame& out, bool started = true);
     // Reads the thread's innermost frame pointer again.
     WalkResult refresh_top_frame(ThreadStateRef& thread);
     // The main interpreter (the last of the list) of the last threads() walk, 0 before one.

@@ -3,18 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include "model/debug_offsets.hpp"
-#include "model/python_version.hpp"
 
 namespace pysample::sampler {
 namespace {
 
 constexpr std::size_t kMaxNameChars = 256;
 constexpr std::size_t kPageCachePages = 1024;
-constexpr std::uint64_t kModuleDict = 16;  // PyModuleObject.md_dict, after PyObject_HEAD in every version
-
-std::string_view name_attribute(const PythonLayout& layout) {
-    return version_facts(layout.major, layout.minor).thread_name_attribute;
-}
 
 }  // namespace
 
@@ -64,21 +58,21 @@ std::optional<std::uint64_t> ThreadingNamesReader::active_threads_dict(std::uint
     }
     auto threading = objects_.find_str_key(active_, "threading");
     if (!threading || !objects_.has_type(*threading, "module")) return 0;
-    std::uint64_t globals = 0;
-    if (!objects_.memory().read_value(*threading + kModuleDict, globals) || !objects_.has_type(globals, "dict")) {
+    auto globals = objects_.module_dict(*threading);
+    if (!globals) {
         spdlog::debug("pid {}: thread names: threading module at {:#x} has no dict", pid_, *threading);
         return std::nullopt;
     }
-    auto active = objects_.dict_get(globals, "_active");
+    auto active = objects_.dict_get(*globals, "_active");
     if (!active || !objects_.has_type(*active, "dict")) {
-        spdlog::debug("pid {}: thread names: no threading._active dict in {:#x}", pid_, globals);
+        spdlog::debug("pid {}: thread names: no threading._active dict in {:#x}", pid_, *globals);
         return std::nullopt;
     }
     return *active;
 }
 
 std::optional<std::string> ThreadingNamesReader::thread_name(std::uint64_t thread) {
-    auto name = objects_.attribute(thread, name_attribute(objects_.layout()));
+    auto name = objects_.attribute(thread, objects_.facts().thread_name_attribute);
     if (!name) return std::nullopt;
     return objects_.str_value(*name, kMaxNameChars);
 }

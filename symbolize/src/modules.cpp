@@ -6,8 +6,7 @@
 #include <map>
 
 #include "attach/error.hpp"
-#include "attach/memory.hpp"
-#include "attach/threads.hpp"
+#include "attach/maps.hpp"
 
 namespace pysample::symbolize {
 namespace {
@@ -21,18 +20,12 @@ bool is_module_mapping(const attach::MapEntry& entry) {
 }
 
 // The vDSO (clock_gettime and friends) has no file: its image is read out of the process.
-std::shared_ptr<const ElfFile> load_vdso(pid_t pid, const attach::MapEntry& mapping) {
+std::shared_ptr<const ElfFile> load_vdso(attach::Target& target, const attach::MapEntry& mapping) {
     std::vector<std::uint8_t> image(mapping.end - mapping.start);
-    attach::ProcessMemory memory(pid);
-    if (!memory.read(mapping.start, image.data(), image.size())) {
-        throw std::runtime_error("cannot read the vDSO of process " + std::to_string(pid));
+    if (!target.memory().read(mapping.start, image.data(), image.size())) {
+        throw std::runtime_error("cannot read the vDSO of " + target.label());
     }
     return std::make_shared<const ElfFile>(std::string(kVdso), std::move(image));
-}
-
-std::string base_name(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 template <typename T>
@@ -46,15 +39,15 @@ const T* containing(const std::vector<T>& sorted, std::uint64_t address) {
 
 }  // namespace
 
-ModuleMap::ModuleMap(pid_t pid) : pid_(pid) {
-    maps_ = attach::read_maps(pid);
+ModuleMap::ModuleMap(attach::Target& target) : target_(target) {
+    maps_ = target.maps();
     refresh();
 }
 
 bool ModuleMap::refresh() {
     last_refresh_ = std::chrono::steady_clock::now();
     try {
-        maps_ = attach::read_maps(pid_);
+        maps_ = target_.maps();
     } catch (const attach::Error&) {
         return false;
     }
@@ -74,7 +67,7 @@ bool ModuleMap::refresh() {
         }
         Module module;
         module.path = entry.path;
-        module.name = base_name(entry.path);
+        module.name = attach::base_name(entry.path);
         module.start = entry.start;
         module.end = entry.end;
         module.bias = entry.start - entry.offset;
@@ -101,11 +94,11 @@ bool ModuleMap::refresh() {
             lowest.end = module.end;
             lowest.offset = 0;
             module.elf = module.path == kVdso
-                             ? load_vdso(pid_, lowest)
-                             : std::make_shared<const ElfFile>(attach::openable_mapped_file(pid_, *first_mappings[m]));
+                             ? load_vdso(target_, lowest)
+                             : std::make_shared<const ElfFile>(target_.mapped_file(*first_mappings[m]));
             module.bias = module.elf->load_bias(lowest);
         } catch (const std::exception& e) {
-            spdlog::debug("pid {}: {} is not a readable ELF file: {}", pid_, module.path, e.what());
+            spdlog::debug("{}: {} is not a readable ELF file: {}", target_.label(), module.path, e.what());
         }
     }
     // Mappings of one module are not always contiguous: keep the overlap-free order by start.

@@ -289,7 +289,7 @@ std::shared_ptr<const ElfFile> NativeSymbolizer::find_debug_file(const Module& m
         candidates.push_back(debug_root_ + directory + "/" + *link);
     }
     for (const auto& candidate : candidates) {
-        std::string in_root = attach::path_in_root(modules_.pid(), candidate);
+        std::string in_root = modules_.target().file_in_root(candidate);
         if (auto debug = open_debug_candidate(in_root, elf)) return debug;
         if (in_root == candidate) continue;
         if (auto debug = open_debug_candidate(candidate, elf)) return debug;

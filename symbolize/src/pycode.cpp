@@ -227,6 +227,7 @@ std::uint64_t CodeCache::fingerprint_of() const {
 }
 
 void CodeCache::new_sample() {
+    retired_.clear();
     ++sample_;
     now_ = std::chrono::steady_clock::now();
 }
@@ -271,10 +272,14 @@ const CodeInfo* CodeCache::checked_lookup(std::uint64_t code_address) {
     auto info = load(fingerprint);
     if (!info) return nullptr;
     if (it != entries_.end()) {
+        retired_.push_back(std::move(it->second));
         it->second = std::move(info);
         return it->second.get();
     }
-    if (entries_.size() >= max_entries_) entries_.clear();
+    if (entries_.size() >= max_entries_) {
+        for (auto& [address, entry] : entries_) retired_.push_back(std::move(entry));
+        entries_.clear();
+    }
     return entries_.emplace(code_address, std::move(info)).first->second.get();
 }
 

@@ -50,3 +50,15 @@ export async function openWatchedPage(browser, problems) {
   });
   return page;
 }
+
+// Saves what the page shows, the whole SVG drawing (fullPage does not work for SVG documents: the
+// viewport is sized to the drawing instead).
+export async function saveScreenshot(page, path) {
+  const size = await page.evaluate(() => ({
+    width: Math.ceil(document.documentElement.width.baseVal.value),
+    height: Math.ceil(document.documentElement.height.baseVal.value),
+  }));
+  await page.setViewportSize(size);
+  await page.screenshot({ path });
+  passed(`screenshot saved to ${path}`);
+}

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CheckFailed, check, launchChromium, main, openWatchedPage, passed } from './common.mjs';
+import { CheckFailed, check, launchChromium, main, openWatchedPage, passed, saveScreenshot } from './common.mjs';
 
 const TOLERANCE = 0.02;  // pixels; positions are written with two decimals
 
@@ -207,16 +207,7 @@ async function run(file, names) {
     await checkSearch(page, initial, names);
 
     const screenshot = process.env.FLAMEGRAPH_SCREENSHOT;
-    if (screenshot) {
-      // fullPage does not work for SVG documents: size the viewport to the drawing instead.
-      const size = await page.evaluate(() => ({
-        width: Math.ceil(document.documentElement.width.baseVal.value),
-        height: Math.ceil(document.documentElement.height.baseVal.value),
-      }));
-      await page.setViewportSize(size);
-      await page.screenshot({ path: screenshot });
-      passed(`screenshot saved to ${screenshot}`);
-    }
+    if (screenshot) await saveScreenshot(page, screenshot);
     check(problems.length === 0, problems.join('\n'));
     passed('no page errors, console errors or network requests');
   } finally {

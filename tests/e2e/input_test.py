@@ -385,7 +385,8 @@ def test_atomic_outputs(pysample, python, tmp):
         directory = os.path.join(tmp, "vanishing")
         os.makedirs(directory)
         kept = os.path.join(tmp, "kept.txt")
-        proc = subprocess.Popen([pysample, "record", "--pid", str(workload.pid), "-d", "1", "-o",
+        # --idle: the kept output has stacks even when a loaded machine gives the workload no CPU for a second.
+        proc = subprocess.Popen([pysample, "record", "--pid", str(workload.pid), "-d", "1", "--idle", "-o",
                                  os.path.join(directory, "lost.svg"), "-o", kept], stderr=subprocess.PIPE, text=True)
         started = proc.stderr.readline()
         check("sampling pid" in started, "pysample did not start sampling: %r" % started)

@@ -60,18 +60,11 @@ def total(stacks):
     return sum(count for _, count in stacks)
 
 
-# A loaded machine gives fewer samples in the same time: a test that needs a number of samples
-# records again, twice as long each time, rather than fail on the machine's speed.
-RECORD_ROUNDS = 4
-
-
 def record_until(pysample, pid, tmp, extra, enough, duration):
-    """record() for `duration` seconds, then for twice as long, and so on, until enough(stacks)."""
-    for attempt in range(RECORD_ROUNDS):
-        stacks, result = record(pysample, pid, tmp, extra, duration=duration * 2 ** attempt)
-        if enough(stacks):
-            break
-    return stacks, result
+    """record() for `duration` seconds, then for twice as long, and so on, until enough(stacks): a
+    loaded machine gives fewer samples in the same time."""
+    return run_e2e.longer_until(lambda seconds: record(pysample, pid, tmp, extra, duration=seconds),
+                                lambda recorded: enough(recorded[0]), duration)
 
 
 def root_label(frames):
@@ -132,7 +125,8 @@ def test_signals(pysample, python, tmp):
     once, whatever the rate: its progress and its signals handled, measured during each recording,
     keep up with those of an identical program that nobody profiles, running at the same time."""
     runs = [(mode, rate) for mode in (["--blocking"], ["--native"]) for rate in (50, 200, 300)]
-    seconds = 4 + 2 * len(runs)
+    # Long enough for slow recordings on a loaded machine: the workloads are stopped at the end.
+    seconds = 600
     with Workload(python, "signal_ticker.py", seconds, 4) as target, \
             Workload(python, "signal_ticker.py", seconds, 4) as twin:
         readers = [LineReader(target.proc.stdout), LineReader(twin.proc.stdout)]
@@ -616,13 +610,14 @@ def test_server(pysample, python, tmp):
         try:
             time.sleep(0.5)
             for extra, duration in ((["--rate", "100"], 4), (["--rate", "max"], 2)):
-                for attempt in range(RECORD_ROUNDS):
+                def measured_recording(seconds):
                     before = server_stats(port)
-                    stacks, result = record(pysample, server.pid, tmp, extra + ["--nolineno"],
-                                            duration=duration * 2 ** attempt)
-                    after = server_stats(port)
-                    if sum(c for frames, c in stacks if frames[-1][0] in ("handle_light", "handle_heavy")) >= 50:
-                        break
+                    stacks, result = record(pysample, server.pid, tmp, extra + ["--nolineno"], duration=seconds)
+                    return before, stacks, result, server_stats(port)
+
+                before, stacks, result, after = run_e2e.longer_until(
+                    measured_recording, lambda measured: sum(c for frames, c in measured[1] if frames[-1][0] in
+                                                             ("handle_light", "handle_heavy")) >= 50, duration)
                 rejected, read = rejected_stacks(result)
                 allowed = REJECTED_SHARE * read + REJECTED_ALLOWANCE
                 print("%s: %d of %d stacks rejected (%d allowed)" % (" ".join(extra), rejected, read, allowed))

@@ -99,14 +99,14 @@ class Workload:
     embedding Python).
     """
 
-    def __init__(self, python, name, *args, executable=None, preamble=0):
+    def __init__(self, python, name, *args, executable=None, preamble=0, preexec_fn=None):
         if executable is None:
             command, self.path = interpreter_command(python, name)
         else:
             self.path = os.path.join(WORKLOADS, name)
             command = [executable, self.path]
-        self.proc = subprocess.Popen(command + [str(a) for a in args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(command + [str(a) for a in args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
         self.preamble = []
         line = self.proc.stdout.readline()
         while line.strip() != "ready" and line and len(self.preamble) < preamble:
@@ -202,13 +202,20 @@ def wait_until_asleep(pysample, pid, seconds=20):
 RECORD_ROUNDS = 4
 
 
+def longer_until(run, enough, duration):
+    """run(seconds) for `duration` seconds, then for twice as long, and so on (RECORD_ROUNDS runs at
+    most), until enough(what it returned)."""
+    for attempt in range(RECORD_ROUNDS):
+        outcome = run(duration * 2 ** attempt)
+        if enough(outcome):
+            break
+    return outcome
+
+
 def record_until(pysample, pid, tmp, *extra, enough, duration=3):
     """record() for `duration` seconds, then for twice as long, and so on, until enough(stacks)."""
-    for attempt in range(RECORD_ROUNDS):
-        stacks, result = record(pysample, pid, tmp, *extra, duration=duration * 2 ** attempt)
-        if enough(stacks):
-            break
-    return stacks, result
+    return longer_until(lambda seconds: record(pysample, pid, tmp, *extra, duration=seconds),
+                        lambda recorded: enough(recorded[0]), duration)
 
 
 def worker_samples(stacks):
@@ -684,12 +691,9 @@ def native_stacks_sampled(stderr):
 def record_native(pysample, pid, tmp, duration=4):
     """record --native --idle at 200 Hz until at least 50 native stacks were read (a loaded machine
     reads fewer in the same time)."""
-    for attempt in range(RECORD_ROUNDS):
-        stacks, result = record(pysample, pid, tmp, "--native", "--idle", "--rate", "200",
-                                duration=duration * 2 ** attempt)
-        if native_stacks_sampled(result.stderr) >= 50:
-            break
-    return stacks, result
+    return longer_until(lambda seconds: record(pysample, pid, tmp, "--native", "--idle", "--rate", "200",
+                                               duration=seconds),
+                        lambda recorded: native_stacks_sampled(recorded[1].stderr) >= 50, duration)
 
 
 def native_merge_rate(python, stderr):

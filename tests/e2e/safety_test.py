@@ -377,6 +377,14 @@ class ZombieCounter:
 
 # Runs of a test whose samples of short-lived threads or processes depend on the machine's load.
 FORK_ATTEMPTS = 3
+# What a short-lived thread of churn_threads.py runs: where a sample finds it depends on the moment.
+SHORT_LIVED_FUNCTIONS = ("entry", "middle", "leaf")
+
+
+def in_short_lived_thread(frames):
+    """Whether a stack's innermost Python frame is one of a short-lived thread's functions."""
+    python = [frame for frame in frames if (frame[1] or "").endswith(".py")]
+    return bool(python) and python[-1][0] in SHORT_LIVED_FUNCTIONS
 
 
 def test_churn(pysample, python, tmp):
@@ -401,14 +409,15 @@ def test_churn(pysample, python, tmp):
                       (what, samples, errors, started, most_zombies))
                 check(started >= 100, "only %d threads started in 3.5 s" % started)
                 check(most_zombies < 100, "%s: %d exited threads of the target left unreaped" % (what, most_zombies))
-            if sum(c for _, c in stacks) >= 50 and any(frames[-1][0] == "leaf" for frames, _ in stacks):
+            if sum(c for _, c in stacks) >= 50 and any(in_short_lived_thread(frames) for frames, _ in stacks):
                 break
             print("attempt %d: too few samples, or none in a short-lived thread; once more" % (attempt + 1))
         chains = churn_chains(workload.path, extra)
         total = chains.check_all(stacks, native="--native" in extra)
         check_accounting(result, total, samples, errors)
         check(total >= 50, "%s: only %d samples" % (what, total))
-        check(chains.leaves.get("leaf", 0) > 0, "%s: no sample in a short-lived thread's leaf" % what)
+        seen = sum(chains.leaves.get(name, 0) for name in SHORT_LIVED_FUNCTIONS)
+        check(seen > 0, "%s: no sample in a short-lived thread" % what)
 
 
 # --- forks: fork and exec all the time ------------------------------------------------------------
@@ -571,9 +580,10 @@ def test_blocked(pysample, python, tmp):
     modes = [["--blocking", "--idle"], ["--native", "--idle"], ["--native", "--blocking", "--idle"], ["--native"]]
     for extra in modes:
         what = " ".join(extra)
-        # The recording (3 s) ends long before the sleep, even on a loaded machine; a sleep restarted
-        # from scratch after each interruption would last until at least 3 s past its length.
-        sleep, duration = 8.0, 3
+        # The recording (3 s) ends long before the sleep, even on a loaded machine where starting it
+        # takes seconds; a sleep restarted from scratch after each interruption would last until at
+        # least 3 s past its length.
+        sleep, duration = 12.0, 3
         command, path = interpreter_command(python, "blocked_calls.py")
         wakeup, wakeup_write = os.pipe()
         proc = subprocess.Popen(command + [str(sleep), str(wakeup_write)], stdin=subprocess.PIPE,

@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <zlib.h>
 
 #include <sstream>
 
@@ -109,6 +110,67 @@ TEST_CASE("formats parse by name and pick extensions") {
     CHECK(parse_format("flamegraph") == Format::Flamegraph);
     CHECK_FALSE(parse_format("bogus"));
     CHECK(default_extension(Format::Flamegraph) == ".svg");
+    CHECK(format_for_path("x.pb.gz") == Format::Pprof);
+    CHECK(format_for_path("x.pprof") == Format::Pprof);
+    CHECK(format_for_path("dir/callgrind.out.1234") == Format::Callgrind);
+    CHECK(format_for_path("x.callgrind") == Format::Callgrind);
+    CHECK_FALSE(format_for_path("callgrind.out/x.bin"));
+    CHECK(parse_format("pprof") == Format::Pprof);
+    CHECK(parse_format("callgrind") == Format::Callgrind);
+    CHECK(format_for_path(std::string("x") + std::string(default_extension(Format::Callgrind))) == Format::Callgrind);
+    CHECK(format_for_path(std::string("x") + std::string(default_extension(Format::Pprof))) == Format::Pprof);
+}
+
+TEST_CASE("callgrind: a recursive function's calls cost each sample once, and namesakes stay apart") {
+    Profile profile;
+    auto t = profile.intern_thread({1, "main"});
+    FrameId main = profile.intern({"main", "x.py", 20, 19});
+    FrameId f = profile.intern({"f", "x.py", 3, 1});
+    FrameId f_again = profile.intern({"f", "x.py", 4, 1});
+    FrameId g = profile.intern({"g", "x.py", 10, 9});
+    FrameId other_f = profile.intern({"f", "x.py", 31, 30});       // another f in the same file
+    profile.add(t, std::vector<FrameId>{main, f, g, f_again}, 5);  // f -> g -> f, innermost f
+    profile.add(t, std::vector<FrameId>{main, other_f}, 2);
+    std::ostringstream out;
+    write_callgrind(profile, {}, out);
+    std::string text = out.str();
+    INFO(text);
+    CHECK(text.find("events: Samples\n") != std::string::npos);
+    CHECK(text.find("summary: 7\n") != std::string::npos);
+    // Own samples of f at line 4; the call main -> f costs 5, g -> f nothing (f is already below).
+    CHECK(text.find("fn=(2)\n4 5\n") != std::string::npos);
+    CHECK(text.find("calls=5 1\n20 5\n") != std::string::npos);
+    CHECK(text.find("cfn=(2)\ncalls") == std::string::npos);
+    CHECK(text.find("f'30") != std::string::npos);
+}
+
+TEST_CASE("pprof: gzip-compressed, with the run's sample types and names pprof keeps whole") {
+    Profile profile;
+    profile.info.rate_hz = 100;
+    profile.info.counting = "wall-clock time";
+    auto t = profile.intern_thread({7, "worker"});
+    profile.add(t, std::vector<FrameId>{profile.intern({"<module>", "x.py", 5, 1})}, 3);
+    std::ostringstream out;
+    write_pprof(profile, {}, out);
+    std::string bytes = out.str();
+    REQUIRE(bytes.size() > 20);
+    CHECK(static_cast<unsigned char>(bytes[0]) == 0x1f);
+    CHECK(static_cast<unsigned char>(bytes[1]) == 0x8b);
+    std::string plain(4096, '\0');
+    z_stream stream{};
+    REQUIRE(inflateInit2(&stream, 15 + 16) == Z_OK);
+    stream.next_in = reinterpret_cast<Bytef*>(bytes.data());
+    stream.avail_in = static_cast<uInt>(bytes.size());
+    stream.next_out = reinterpret_cast<Bytef*>(plain.data());
+    stream.avail_out = static_cast<uInt>(plain.size());
+    CHECK(inflate(&stream, Z_FINISH) == Z_STREAM_END);
+    plain.resize(stream.total_out);
+    inflateEnd(&stream);
+    for (const char* text : {"samples", "count", "wall", "nanoseconds", "<module>", "x.py", "thread_name", "worker"}) {
+        CHECK_MESSAGE(plain.find(text) != std::string::npos, text);
+    }
+    // The string table names "<module>" once: no system name equal to it, which pprof would demangle.
+    CHECK(plain.find("<module>") == plain.rfind("<module>"));
 }
 
 TEST_CASE("the timeline records each timed sample against its stack id, in order") {

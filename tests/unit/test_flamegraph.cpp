@@ -249,3 +249,89 @@ TEST_CASE("flamegraph: an empty profile still makes a valid drawing") {
     for (const char* bad : {"=\"nan", "=\"-nan", "=\"inf", "=\"-inf"}) CHECK(svg.find(bad) == std::string::npos);
     CHECK(svg.ends_with("</svg>\n"));
 }
+
+namespace {
+
+// `a` samples of main -> a, `b` of main -> b, `c` of main -> c (none: the stack is not there).
+Profile three_way(std::uint64_t a, std::uint64_t b, std::uint64_t c) {
+    Profile profile;
+    auto thread = profile.intern_thread({1, "main"});
+    FrameId main = profile.intern({"main", "w.py", 9, 8});
+    for (auto [name, count] : {std::pair{"a", a}, std::pair{"b", b}, std::pair{"c", c}}) {
+        if (count == 0) continue;
+        profile.add(thread, std::vector<FrameId>{main, profile.intern({name, "w.py", 2, 1})}, count);
+    }
+    return profile;
+}
+
+// The fill and tooltip of the frame whose title starts with `label`.
+std::pair<std::string, std::string> drawn(const std::string& svg, const std::string& label) {
+    auto title = svg.find("<title>" + label);
+    REQUIRE(title != std::string::npos);
+    auto fill = svg.find("fill=\"", title);
+    return {svg.substr(fill + 6, 7), svg.substr(title + 7, svg.find("</title>", title) - title - 7)};
+}
+
+}  // namespace
+
+TEST_CASE("flamegraph: a differential one colours each frame by the change of its share, and lists what is gone") {
+    Profile base = three_way(2000, 6000, 2000);
+    Profile changed = three_way(8000, 0, 2000);
+    WriteOptions options;
+    options.line_numbers = false;
+    options.diff_base = &base;
+    options.diff_names = "before -> after";
+    std::ostringstream out;
+    write_flamegraph(changed, options, out);
+    std::string svg = out.str();
+    auto [a_fill, a_title] = drawn(svg, "a (w.py)");
+    CHECK(a_fill.starts_with("#ff"));
+    CHECK(a_fill != "#ffffff");
+    CHECK(a_title.find("20.00% in the base, 80.00% now: +60.00 points") != std::string::npos);
+    auto [c_fill, c_title] = drawn(svg, "c (w.py)");
+    CHECK(c_fill == "#ffffff");
+    CHECK(c_title.find("+0.00 points") != std::string::npos);
+    CHECK(svg.find("Gone since the base (1 stack):") != std::string::npos);
+    CHECK(svg.find("60% of the base: main (w.py);b (w.py)") != std::string::npos);
+    CHECK(svg.find("Differential flame graph of before -&gt; after") != std::string::npos);
+
+    // The other way round, a shrinks: blue.
+    options.diff_base = &changed;
+    std::ostringstream back;
+    write_flamegraph(base, options, back);
+    auto [shrunk, _] = drawn(back.str(), "a (w.py)");
+    CHECK(shrunk.ends_with("ff"));
+    CHECK_FALSE(shrunk.starts_with("#ff"));
+}
+
+TEST_CASE("flamegraph: a change that sampling explains is white") {
+    Profile base = three_way(50, 50, 0);
+    Profile changed = three_way(53, 47, 0);  // 3 points on 100 samples: well within noise
+    WriteOptions options;
+    options.diff_base = &base;
+    std::ostringstream out;
+    write_flamegraph(changed, options, out);
+    auto [fill, title] = drawn(out.str(), "a (w.py:2)");
+    CHECK(fill == "#ffffff");
+    CHECK(title.find("within sampling noise") != std::string::npos);
+}
+
+TEST_CASE("diff table: functions by the change of their share, largest first, matched whatever their first line") {
+    Profile base = three_way(2000, 6000, 2000);
+    Profile changed;
+    auto thread = changed.intern_thread({1, "main"});
+    FrameId main = changed.intern({"main", "w.py", 9, 8});
+    changed.add(thread, std::vector<FrameId>{main, changed.intern({"a", "w.py", 4, 3})}, 8000);  // a moved down
+    changed.add(thread, std::vector<FrameId>{main, changed.intern({"c", "w.py", 2, 1})}, 2000);
+    std::ostringstream out;
+    write_diff_table(base, changed, {}, out);
+    std::string table = out.str();
+    auto a = table.find("+60.00  a (w.py)");
+    auto b = table.find("-60.00  b (w.py)");
+    auto c = table.find("+0.00  c (w.py)");
+    REQUIRE(a != std::string::npos);
+    REQUIRE(b != std::string::npos);
+    REQUIRE(c != std::string::npos);
+    CHECK(c > a);
+    CHECK(c > b);
+}

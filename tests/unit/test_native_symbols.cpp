@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "attach/live_process.hpp"
 #include "symbolize/native_symbols.hpp"
 
 using namespace pysample;
@@ -98,7 +99,8 @@ private:
 TEST_CASE("a function template of this binary is named, demangled, with its source line") {
     REQUIRE(probe::Box<int>::twice(21) == 42);
     auto address = reinterpret_cast<std::uintptr_t>(&probe::Box<int>::twice);
-    symbolize::ModuleMap modules(::getpid());
+    attach::LiveProcess self(::getpid());
+    symbolize::ModuleMap modules(self);
     symbolize::NativeSymbolizer symbolizer(modules);
 
     const auto& info = symbolizer.lookup(address);
@@ -122,7 +124,8 @@ TEST_CASE("code inlined into a function is attributed to the call in that functi
     volatile int input = 7;
     REQUIRE(probe::outer_with_inline(input) > 0);
     auto start = reinterpret_cast<std::uintptr_t>(&probe::outer_with_inline);
-    symbolize::ModuleMap modules(::getpid());
+    attach::LiveProcess self(::getpid());
+    symbolize::ModuleMap modules(self);
     symbolize::NativeSymbolizer symbolizer(modules);
 
     constexpr std::uintptr_t kMaxBytes = 256;
@@ -143,7 +146,8 @@ TEST_CASE("code inlined into a function is attributed to the call in that functi
 
 TEST_CASE("a libc function is named from libc, with source lines when its debug file is installed") {
     auto address = libc_qsort();
-    symbolize::ModuleMap modules(::getpid());
+    attach::LiveProcess self(::getpid());
+    symbolize::ModuleMap modules(self);
     symbolize::NativeSymbolizer symbolizer(modules);
     const auto* module = modules.find(address);
     REQUIRE(module != nullptr);
@@ -169,7 +173,8 @@ TEST_CASE("a libc function is named from libc, with source lines when its debug 
 }
 
 TEST_CASE("an address outside every mapped file has no function and no module") {
-    symbolize::ModuleMap modules(::getpid());
+    attach::LiveProcess self(::getpid());
+    symbolize::ModuleMap modules(self);
     symbolize::NativeSymbolizer symbolizer(modules);
     const auto& info = symbolizer.lookup(0x10);
     CHECK(info.function.empty());
@@ -194,7 +199,8 @@ TEST_CASE("a stripped library is named from .dynsym") {
     REQUIRE(library.handle() != nullptr);
     auto address = reinterpret_cast<std::uintptr_t>(::dlsym(library.handle(), "deflate"));
     REQUIRE(address != 0);
-    symbolize::ModuleMap modules(::getpid());
+    attach::LiveProcess self(::getpid());
+    symbolize::ModuleMap modules(self);
     symbolize::NativeSymbolizer symbolizer(modules);
 
     const auto& info = symbolizer.lookup(address + 1);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "attach/live_process.hpp"
 #include "attach/memory.hpp"
 #include "attach/ptrace.hpp"
 #include "attach/registers.hpp"
@@ -58,8 +59,9 @@ std::vector<std::string> unwind_names(pid_t pid, symbolize::UnwindResult& result
     REQUIRE(suspender.pause());
     auto registers = attach::read_registers(pid);
     REQUIRE(registers.has_value());
-    attach::ProcessMemory memory(pid);
-    symbolize::ModuleMap modules(pid);
+    attach::LiveProcess target(pid);
+    auto& memory = target.memory();
+    symbolize::ModuleMap modules(target);
     const auto* stack_mapping = modules.mapping(registers->sp());
     REQUIRE(stack_mapping != nullptr);
     symbolize::StackCopy stack;
@@ -104,8 +106,9 @@ TEST_CASE("an unwinding that needs memory nobody has fails instead of inventing 
     auto registers = attach::read_registers(child.pid());
     REQUIRE(registers.has_value());
     suspender.resume();
-    attach::ProcessMemory memory(child.pid());
-    symbolize::ModuleMap modules(child.pid());
+    attach::LiveProcess target(child.pid());
+    auto& memory = target.memory();
+    symbolize::ModuleMap modules(target);
     symbolize::NativeUnwinder unwinder(modules, memory);
 
     // Registers pointing at unmapped stack memory: no copy, and the live read fails too.

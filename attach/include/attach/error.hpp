@@ -12,6 +12,7 @@ enum class ErrorKind {
     PermissionDenied,
     TargetExited,
     OutputUnwritable,  // a profile cannot be written where it was asked for
+    BadInput,          // an input file (a core file) is missing, unreadable or not what it should be
     Other,
 };
 

@@ -39,4 +39,7 @@ std::string openable_mapped_file(pid_t pid, const MapEntry& mapping, bool* repla
 // The lowest mapping of `path` (its load address), or nullptr.
 const MapEntry* first_mapping_of(const std::vector<MapEntry>& maps, std::string_view path);
 
+// The last component of a path: "libc.so.6" for /usr/lib/x86_64-linux-gnu/libc.so.6.
+std::string base_name(std::string_view path);
+
 }  // namespace pysample::attach

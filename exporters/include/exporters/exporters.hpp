@@ -10,14 +10,17 @@
 
 namespace pysample::exporters {
 
-enum class Format { Collapsed, Flamegraph, Speedscope, Pstats, Text, Chrome };
+// Recording is pysample's own record of every sample (exporters/recording.hpp), written while
+// sampling rather than from a profile.
+enum class Format { Collapsed, Flamegraph, Speedscope, Pstats, Text, Chrome, Pprof, Callgrind, Recording };
 
 std::optional<Format> parse_format(std::string_view name);
 std::string_view format_name(Format format);
 std::string_view default_extension(Format format);
 // Formats that write samples in time order and so need the profile's timeline.
 bool shows_time_order(Format format);
-// The format a file name's suffix asks for (.svg, .speedscope.json, .json, .pstats/.prof, .txt...).
+// The format a file name asks for by its suffix (.svg, .speedscope.json, .json, .pstats/.prof, .txt,
+// .pb.gz...) or, for callgrind, by the tools' own "callgrind.out.*".
 std::optional<Format> format_for_path(std::string_view path);
 // "collapsed|flamegraph|..." for help texts.
 std::string format_names();
@@ -32,11 +35,17 @@ struct WriteOptions {
     SortKey sort = SortKey::Tottime;  // text
     std::size_t top = 0;              // text: number of rows, 0 = all
     std::string version = "";         // pysample's version, for formats that record their exporter
+    // flamegraph: a differential one, coloured by how each frame's share of the samples changed
+    // from this profile to the one drawn (which sizes the frames), and listing the base's stacks
+    // that are gone. `diff_names` says which two runs they are ("base.pysample -> new.pysample").
+    const Profile* diff_base = nullptr;
+    std::string diff_names = "";
 };
 
 // Folded stacks: "root;child;leaf count" per line, frames as "function (file:line)".
 void write_collapsed(const Profile& profile, const WriteOptions& options, std::ostream& out);
-// Self-contained interactive SVG (hover, zoom, search), no network access.
+// Self-contained interactive SVG (hover, zoom, search), no network access; differential with
+// options.diff_base.
 void write_flamegraph(const Profile& profile, const WriteOptions& options, std::ostream& out);
 // speedscope's file format: one sampled profile per thread, weights in seconds.
 void write_speedscope(const Profile& profile, const WriteOptions& options, std::ostream& out);
@@ -46,8 +55,18 @@ void write_pstats(const Profile& profile, const WriteOptions& options, std::ostr
 void write_text(const Profile& profile, const WriteOptions& options, std::ostream& out);
 // Chrome/Perfetto trace events: one track per thread, one slice per contiguous run of a frame.
 void write_chrome(const Profile& profile, const WriteOptions& options, std::ostream& out);
+// pprof's gzip-compressed protobuf: go tool pprof, Pyroscope, Parca, Grafana. Threads are labels.
+void write_pprof(const Profile& profile, const WriteOptions& options, std::ostream& out);
+// Callgrind's format, for KCachegrind and callgrind_annotate: own samples by line, calls with the
+// samples under them.
+void write_callgrind(const Profile& profile, const WriteOptions& options, std::ostream& out);
 
 void write_profile(Format format, const Profile& profile, const WriteOptions& options, std::ostream& out);
+
+// The functions of two profiles by how their share of the samples changed from `base` to `changed`:
+// own (running itself) and total (anywhere on the stack), in percentage points, the largest change
+// of either first. Functions are matched by name and file, whatever their first line.
+void write_diff_table(const Profile& base, const Profile& changed, const WriteOptions& options, std::ostream& out);
 
 // "function (file:line)" as used in collapsed stacks and summaries.
 std::string frame_label(const Frame& frame, bool line_numbers);

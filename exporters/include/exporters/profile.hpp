@@ -67,9 +67,10 @@ struct RunInfo {
     std::string python_version;
     double rate_hz = 0;  // the rate achieved: samples / duration_s once the run is over
     double duration_s = 0;
-    std::uint64_t samples = 0;  // sampling ticks taken
-    std::uint64_t errors = 0;   // ticks with a failed read or a rejected stack
-    std::string start_time;     // ISO 8601
+    std::uint64_t samples = 0;       // sampling ticks taken
+    std::uint64_t errors = 0;        // ticks with a failed read or a rejected stack
+    std::string start_time;          // ISO 8601
+    std::int64_t start_unix_ns = 0;  // the same, in nanoseconds since the Unix epoch; 0 when unknown
     // What a thread's stack in a sample counts for: "CPU time" (the CPU the thread used), "wall-clock
     // time" (every thread, every sample), "GIL holder"; empty when not said.
     std::string counting;

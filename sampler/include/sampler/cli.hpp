@@ -13,6 +13,7 @@ enum ExitCode : int {
     kExitUnsupportedVersion = 6,
     kExitTargetExited = 7,
     kExitOutputUnwritable = 8,
+    kExitBadInput = 9,
 };
 
 // The whole command line tool; returns the process exit code (the child's in launch mode).

@@ -1,4 +1,4 @@
-// The ELF files and other mappings of a live process, found by address.
+// The ELF files and other mappings of a target, found by address.
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attach/maps.hpp"
+#include "attach/target.hpp"
 #include "symbolize/elf.hpp"
 
 namespace pysample::symbolize {
@@ -30,8 +31,8 @@ struct Module {
 
 class ModuleMap {
 public:
-    // Reads /proc/PID/maps now; throws attach::Error when the process is gone.
-    explicit ModuleMap(pid_t pid);
+    // Reads the target's maps now; throws attach::Error when the process is gone.
+    explicit ModuleMap(attach::Target& target);
 
     // The module whose mappings contain `address`. An unknown address re-reads the maps (at most
     // every few milliseconds), since libraries are loaded and unloaded at run time.
@@ -43,13 +44,14 @@ public:
     bool refresh();
     // Increases whenever a refresh changed the set of modules.
     std::uint64_t generation() const { return generation_; }
-    pid_t pid() const { return pid_; }
+    pid_t pid() const { return target_.pid(); }
+    attach::Target& target() const { return target_; }
     const std::vector<Module>& modules() const { return modules_; }
 
 private:
     bool refresh_if_due();
 
-    pid_t pid_;
+    attach::Target& target_;
     std::vector<attach::MapEntry> maps_;  // sorted by start
     std::vector<Module> modules_;         // sorted by start
     std::uint64_t generation_ = 0;

@@ -106,7 +106,7 @@ std::optional<std::string> read_byte_string(attach::Memory& memory, const CodeOb
 // (new_sample()), that check is skipped for an entry the previous sample used and that was checked
 // less than kTrustFor ago: a live frame holds its code object, and a code object seen sample after
 // sample is the same one; the time bound limits how long an address reused between two samples
-// could go unnoticed.
+// could go unnoticed. What lookup() returns stays valid until the next new_sample().
 class CodeCache {
 public:
     static constexpr std::chrono::milliseconds kTrustFor{100};
@@ -130,6 +130,8 @@ private:
     std::uint64_t code_type_address_;
     std::size_t max_entries_;
     std::unordered_map<std::uint64_t, std::unique_ptr<CodeInfo>> entries_;
+    // Entries replaced or dropped since new_sample(): what this sample's frames point to stays valid.
+    std::vector<std::unique_ptr<CodeInfo>> retired_;
     std::vector<std::uint8_t> raw_;
     std::uint64_t sample_ = 0;
     std::chrono::steady_clock::time_point now_{};
