@@ -180,6 +180,9 @@ po::options_description dump_options() {
     desc.add_options()
         ("nonblocking", po::bool_switch(), "Read the stacks without stopping the program (they may be torn)")
         ("locals", po::bool_switch(), "Show each frame's local variables, with a short repr of each value")
+        ("opcodes", po::bool_switch(),
+         "Show the bytecode instruction each Python frame executes, as dis names it, with its argument and (3.11+) "
+         "the columns of its expression")
         ("json", po::bool_switch(), "Print one JSON document instead of tracebacks")
         ("gil", po::bool_switch(), "Show only the thread holding the GIL")
         ("async", po::bool_switch(), "Also show the asyncio tasks of each event loop: who awaits whom, and where "
@@ -609,6 +612,7 @@ int run_cli(int argc, char** argv) {
             options.command = command;
             options.blocking = !vm["nonblocking"].as<bool>();
             options.locals = vm["locals"].as<bool>();
+            options.opcodes = vm["opcodes"].as<bool>();
             options.json = vm["json"].as<bool>();
             options.gil = vm["gil"].as<bool>();
             options.async_tasks = vm["async"].as<bool>();

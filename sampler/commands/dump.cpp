@@ -15,6 +15,7 @@
 #include "engine/frames.hpp"
 #include "engine/snapshot.hpp"
 #include "exporters/utf8.hpp"
+#include "model/instructions.hpp"
 #include "model/locals.hpp"
 #include "sampler/cli.hpp"
 
@@ -26,6 +27,15 @@ constexpr int kAttempts = 5;
 using Json = nlohmann::ordered_json;  // keys in the order written, for people reading the output
 
 using LocalsByFrame = std::unordered_map<std::uint64_t, FrameLocals>;
+using InstructionsByFrame = std::unordered_map<std::uint64_t, std::optional<ExecutedInstruction>>;
+
+// What was read of each frame beside its code and line, by the frame's address.
+struct FrameDetails {
+    bool with_locals = false;
+    bool with_opcodes = false;
+    LocalsByFrame locals;
+    InstructionsByFrame instructions;
+};
 
 // Reads the variables of every Python frame while the snapshot's threads are still stopped.
 void read_locals(const PythonProcess& process, attach::PageCache& pages, const std::vector<ThreadSnapshot>& threads,
@@ -38,6 +48,40 @@ void read_locals(const PythonProcess& process, attach::PageCache& pages, const s
             if (frame.code != nullptr && frame.address != 0) out.emplace(frame.address, reader.read(frame.address));
         }
     }
+}
+
+// The instruction each Python frame executes, read while the threads are stopped: 3.11+ rewrites
+// its bytecode as it specializes.
+void read_instructions(InstructionReader& reader, const std::vector<ThreadSnapshot>& threads,
+                       InstructionsByFrame& out) {
+    out.clear();
+    for (const auto& thread : threads) {
+        for (const auto& frame : thread.frames) {
+            if (frame.code == nullptr || frame.address == 0 || frame.offset < 0) continue;
+            const auto* instruction = reader.at(*frame.code, frame.offset);
+            out[frame.address] = instruction != nullptr ? std::optional(*instruction) : std::nullopt;
+        }
+    }
+}
+
+// "24 LOAD_ATTR_INSTANCE_VALUE (LOAD_ATTR) x, columns 12-18"
+std::string instruction_text(const ExecutedInstruction& instruction) {
+    std::string text = std::to_string(instruction.offset) + " " + instruction.name;
+    if (!instruction.argument.empty()) text += " " + exporters::escape_control_characters(instruction.argument);
+    const auto& where = instruction.location;
+    if (where.column >= 0 && where.end_column >= 0 && where.end_line == where.line) {
+        text += ", columns " + std::to_string(where.column) + "-" + std::to_string(where.end_column);
+    } else if (where.column >= 0 && where.end_column >= 0) {
+        text += ", from line " + std::to_string(where.line) + " column " + std::to_string(where.column) + " to line " +
+                std::to_string(where.end_line) + " column " + std::to_string(where.end_column);
+    }
+    return text;
+}
+
+const std::optional<ExecutedInstruction>* instruction_of(const PyFrame& frame,
+                                                         const InstructionsByFrame& instructions) {
+    auto it = instructions.find(frame.address);
+    return frame.code != nullptr && it != instructions.end() ? &it->second : nullptr;
 }
 
 const FrameLocals* locals_of(const PyFrame& frame, const LocalsByFrame& locals) {
@@ -85,7 +129,7 @@ std::string failure_text(const ThreadSnapshot& thread, const CoreEnd& end) {
     return std::string(describe(thread.result));
 }
 
-void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, const CoreEnd& end, std::ostream& out) {
+void print_thread(const ThreadSnapshot& thread, const FrameDetails& details, const CoreEnd& end, std::ostream& out) {
     out << "Thread " << thread.id;
     if (thread.namespace_id != 0) out << " (" << thread.namespace_id << " in its PID namespace)";
     if (!thread.name.empty()) out << " \"" << exporters::escape_control_characters(thread.name) << "\"";
@@ -119,7 +163,12 @@ void print_thread(const ThreadSnapshot& thread, const LocalsByFrame& locals, con
         }
         out << "  File \"" << exporters::escape_control_characters(it->code->filename) << "\", line " << it->line
             << ", in " << exporters::escape_control_characters(it->code->function) << "\n";
-        if (const auto* frame_locals = locals_of(*it, locals)) print_locals(*frame_locals, out);
+        if (details.with_opcodes && it->offset < 0) {
+            out << "    <not started yet>\n";
+        } else if (const auto* instruction = instruction_of(*it, details.instructions)) {
+            out << "    " << (*instruction ? instruction_text(**instruction) : "<instruction not known>") << "\n";
+        }
+        if (const auto* frame_locals = locals_of(*it, details.locals)) print_locals(*frame_locals, out);
     }
     if (thread.native != MergeResult::Merged) {
         out << "  <native frames left out: " << describe(thread.native) << ">\n";
@@ -136,7 +185,17 @@ Json locals_json(const FrameLocals& locals) {
     return variables;
 }
 
-Json frame_json(const PyFrame& frame, const LocalsByFrame& locals, bool with_locals) {
+Json instruction_json(const std::optional<ExecutedInstruction>& instruction) {
+    if (!instruction) return nullptr;
+    const auto& where = instruction->location;
+    auto or_null = [](int value) { return value >= 0 ? Json(value) : Json(nullptr); };
+    return {{"offset", instruction->offset},   {"name", instruction->name},
+            {"base", instruction->base},       {"argument", instruction->argument},
+            {"line", or_null(where.line)},     {"end_line", or_null(where.end_line)},
+            {"column", or_null(where.column)}, {"end_column", or_null(where.end_column)}};
+}
+
+Json frame_json(const PyFrame& frame, const FrameDetails& details) {
     if (frame.native != nullptr) {
         auto label = profile_frame(*frame.native, true);
         return {{"native", true}, {"function", label.function}, {"filename", label.filename}, {"line", label.line}};
@@ -144,15 +203,20 @@ Json frame_json(const PyFrame& frame, const LocalsByFrame& locals, bool with_loc
     if (frame.is_interpreter_marker()) return {{"interpreter", frame.interpreter}};
     if (frame.code == nullptr) return {{"omitted", frame.omitted}};
     Json out = {{"function", frame.code->function}, {"filename", frame.code->filename}, {"line", frame.line}};
-    if (!with_locals) return out;
-    const FrameLocals* frame_locals = locals_of(frame, locals);
+    if (details.with_opcodes) {
+        const auto* instruction = instruction_of(frame, details.instructions);
+        out["instruction"] = instruction != nullptr ? instruction_json(*instruction) : Json(nullptr);
+        out["started"] = frame.offset >= 0;
+    }
+    if (!details.with_locals) return out;
+    const FrameLocals* frame_locals = locals_of(frame, details.locals);
     out["locals"] = frame_locals != nullptr ? locals_json(*frame_locals) : Json::array();
     if (frame_locals != nullptr && !frame_locals->error.empty()) out["locals_error"] = frame_locals->error;
     if (frame_locals != nullptr && frame_locals->omitted > 0) out["locals_omitted"] = frame_locals->omitted;
     return out;
 }
 
-Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool with_locals, const CoreEnd& end) {
+Json thread_json(const ThreadSnapshot& thread, const FrameDetails& details, const CoreEnd& end) {
     Json out = {{"id", thread.id},
                 {"namespace_id", thread.namespace_id != 0 ? Json(thread.namespace_id) : Json(nullptr)},
                 {"name", thread.name},
@@ -164,7 +228,7 @@ Json thread_json(const ThreadSnapshot& thread, const LocalsByFrame& locals, bool
     if (thread.native != MergeResult::Merged) out["native_error"] = std::string(describe(thread.native));
     // Outermost first, as the traceback prints them.
     for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) {
-        out["frames"].push_back(frame_json(*it, locals, with_locals));
+        out["frames"].push_back(frame_json(*it, details));
     }
     return out;
 }
@@ -187,8 +251,8 @@ struct AsyncSection {
     LoopThreads threads;
 };
 
-void print_json(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const LocalsByFrame& locals,
-                bool with_locals, const CoreEnd& end, const AsyncSection* async, std::ostream& out) {
+void print_json(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const FrameDetails& details,
+                const CoreEnd& end, const AsyncSection* async, std::ostream& out) {
     Json document = {{"process",
                       {{"pid", process.pid()},
                        {"command_line", process.target().command_line()},
@@ -197,7 +261,7 @@ void print_json(PythonProcess& process, const std::vector<const ThreadSnapshot*>
     if (end.core != nullptr) document["core"] = core_json(end);
     document["threads"] = Json::array();
     for (const auto* thread : threads) {
-        auto entry = thread_json(*thread, locals, with_locals, end);
+        auto entry = thread_json(*thread, details, end);
         if (end.core != nullptr) {
             entry["received_signal"] = end.fatal() && thread->id == static_cast<std::uint64_t>(end.thread);
         }
@@ -221,7 +285,7 @@ void print_core_header(const CoreEnd& end, std::ostream& out) {
     }
 }
 
-void print_text(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const LocalsByFrame& locals,
+void print_text(PythonProcess& process, const std::vector<const ThreadSnapshot*>& threads, const FrameDetails& details,
                 bool only_gil, const CoreEnd& end, const AsyncSection* async, std::ostream& out) {
     if (end.core != nullptr) print_core_header(end, out);
     out << "Process " << process.pid() << ": " << exporters::escape_control_characters(process.target().command_line())
@@ -231,7 +295,7 @@ void print_text(PythonProcess& process, const std::vector<const ThreadSnapshot*>
     if (only_gil && threads.empty()) out << "\nNo thread holds the GIL.\n";
     for (const auto* thread : threads) {
         out << "\n";
-        print_thread(*thread, locals, end, out);
+        print_thread(*thread, details, end, out);
     }
     if (async != nullptr) print_asyncio_text(async->state, async->threads, out);
 }
@@ -265,13 +329,22 @@ int run_dump(const DumpOptions& options) {
         throw PythonError(PythonErrorKind::UnsupportedVersion, snapshotter.gil().why());
     }
     attach::PageCache pages(process.memory());
-    LocalsByFrame locals;
+    FrameDetails details{options.locals, options.opcodes, {}, {}};
+    std::unique_ptr<InstructionReader> instructions;
+    if (options.opcodes) {
+        instructions = InstructionReader::create(process.memory(), process);
+        if (!instructions) {
+            throw PythonError(PythonErrorKind::UnsupportedVersion,
+                              "--opcodes does not know the instructions of Python " + process.version().to_string());
+        }
+    }
     std::optional<AsyncSection> async;
     std::optional<AsyncioReader> tasks;
     if (options.async_tasks) tasks.emplace(process, process.memory(), snapshotter.codes());
     // Read while the threads are still stopped, so that the tasks agree with the stacks.
     snapshotter.inspect_each_snapshot([&](std::vector<ThreadSnapshot>& snapshots) {
-        if (options.locals) read_locals(process, pages, snapshots, locals);
+        if (options.locals) read_locals(process, pages, snapshots, details.locals);
+        if (instructions) read_instructions(*instructions, snapshots, details.instructions);
         if (tasks) async.emplace().state = tasks->read(snapshotter.thread_states());
     });
     std::vector<ThreadSnapshot> threads;
@@ -303,9 +376,9 @@ int run_dump(const DumpOptions& options) {
     }
     const AsyncSection* section = async ? &*async : nullptr;
     if (options.json) {
-        print_json(process, shown, locals, options.locals, end, section, std::cout);
+        print_json(process, shown, details, end, section, std::cout);
     } else {
-        print_text(process, shown, locals, options.gil, end, section, std::cout);
+        print_text(process, shown, details, options.gil, end, section, std::cout);
     }
     return outcome == Snapshotter::Outcome::Ok ? kExitOk : kExitError;
 }

@@ -47,7 +47,8 @@ struct RecordOptions : CommonOptions {
 };
 
 struct DumpOptions : CommonOptions {
-    bool locals = false;  // each frame's local variables
+    bool locals = false;   // each frame's local variables
+    bool opcodes = false;  // each frame's executing instruction
     bool json = false;
     bool gil = false;        // only the thread holding the GIL
     std::string core;        // a core file to read instead of a live process

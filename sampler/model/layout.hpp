@@ -155,6 +155,17 @@ struct PythonLayout {
     int64_t code_code;                      // co_code (to 3.10)
     int64_t opcode_yield_from;              // YIELD_FROM (to 3.10)
 
+    // What an instruction is and what its argument names (--opcodes)
+    int64_t code_bytecode;  // co_code (to 3.10); from 3.11 the instructions are inline at code_adaptive
+    int64_t code_consts;
+    int64_t code_names;
+    int64_t code_monitoring;                 // _co_monitoring (3.12+)
+    int64_t monitoring_lines;                // _PyCoMonitoringData.lines
+    int64_t monitoring_instruction_opcodes;  // _PyCoMonitoringData.per_instruction_opcodes
+    int64_t line_entry_size;                 // a line entry's size (3.12, 3.13)
+    int64_t line_entry_size_field;           // where the line data says its entries' size (3.14+)
+    int64_t line_entry_opcode;               // the original opcode's place in an entry (or in the data)
+
     // The plain objects asyncio's tasks are linked by
     int64_t type_base;                    // PyTypeObject.tp_base
     int64_t list_items;                   // PyListObject.ob_item

@@ -208,7 +208,8 @@ WalkResult StackWalker::legacy_frames(std::uint64_t frame, std::vector<PyFrame>&
         const auto* code = codes_.lookup(code_address);
         if (code == nullptr) return WalkResult::NotCode;
         std::int64_t lasti = attach::field_at<std::int32_t>(buffer_, layout_.frame_lasti);
-        stack.push({code, code->line_at(lasti < 0 ? -1 : lasti * layout_.frame_lasti_unit), nullptr, frame});
+        std::int64_t offset = lasti < 0 ? -1 : lasti * layout_.frame_lasti_unit;
+        stack.push({code, code->line_at(offset), nullptr, frame, 0, -1, nullptr, offset});
         if (calls != nullptr) calls->ends.push_back(static_cast<std::uint32_t>(stack.walked()));
         frame = attach::field_at<std::uint64_t>(buffer_, layout_.frame_back);
         // A generator's frame runs under the frame that resumed it and loses that link when it
@@ -242,7 +243,7 @@ WalkResult StackWalker::frame_at(std::uint64_t frame, PyFrame& out, bool started
             if (code == nullptr || !code->holds_offset(offset)) return WalkResult::NotCode;
         }
     }
-    out = PyFrame{code, offset < 0 ? code->firstlineno : code->line_at(offset), nullptr, frame};
+    out = PyFrame{code, offset < 0 ? code->firstlineno : code->line_at(offset), nullptr, frame, 0, -1, nullptr, offset};
     return WalkResult::Ok;
 }
 
@@ -317,7 +318,10 @@ WalkResult StackWalker::interpreter_frames(std::uint64_t frame, std::vector<PyFr
             if (code == nullptr || !code->holds_offset(byte_offset)) return WalkResult::NotCode;
         }
         bool incomplete = owner != layout_.owner_generator && byte_offset < 2 * std::int64_t{code->firsttraceable};
-        if (!incomplete) stack.push({code, code->line_at(byte_offset < 0 ? -1 : byte_offset), nullptr, frame});
+        if (!incomplete) {
+            std::int64_t offset = byte_offset < 0 ? -1 : byte_offset;
+            stack.push({code, code->line_at(offset), nullptr, frame, 0, -1, nullptr, offset});
+        }
         if (calls != nullptr && layout_.iframe_is_entry >= 0 &&
             attach::field_at<std::uint8_t>(buffer_, layout_.iframe_is_entry) != 0) {
             calls->ends.push_back(static_cast<std::uint32_t>(stack.walked()));

@@ -46,6 +46,10 @@ struct PyFrame {
     std::uint64_t omitted = 0;
     std::int64_t interpreter = -1;
     const FrameLabel* label = nullptr;  // a labelled marker: an asyncio task's
+    // Byte offset in the code's bytecode of the instruction the frame executes (up to 3.10 maybe
+    // its first EXTENDED_ARG prefix, 3.11 and 3.12 maybe one of its inline caches); -1 before the
+    // frame starts or when unknown.
+    std::int64_t offset = -1;
 
     bool is_marker() const { return code == nullptr && native == nullptr; }
     bool is_omitted_marker() const { return is_marker() && interpreter < 0 && label == nullptr; }

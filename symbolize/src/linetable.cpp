@@ -134,7 +134,58 @@ int location_table_line(Table table, int firstlineno, std::int64_t offset) {
     return kNoLine;
 }
 
+// The columns and end line an entry's data gives (the line itself is entry_line_delta's).
+SourceLocation entry_location(int kind, Table data, std::int64_t line) {
+    SourceLocation location;
+    location.line = to_line(line);
+    location.end_line = location.line;
+    if (kind < kKindOneLine0) {  // short forms: the column's high bits in the kind
+        if (data.empty()) return location;
+        location.column = kind * 8 + ((data[0] >> 4) & 7);
+        location.end_column = location.column + (data[0] & 15);
+    } else if (kind <= kKindOneLine2) {
+        if (data.size() < 2) return location;
+        location.column = data[0];
+        location.end_column = data[1];
+    } else if (kind == kKindLong) {
+        // Signed line delta, end line delta, then columns plus one (0: none), each a varint.
+        std::size_t pos = 0;
+        auto next = [&]() -> std::uint32_t {
+            std::uint32_t value = read_varint(data.subspan(std::min(pos, data.size())));
+            while (pos < data.size() && (data[pos] & 64) != 0) ++pos;
+            ++pos;
+            return value;
+        };
+        next();
+        location.end_line = to_line(line + next());
+        std::uint32_t column = next();
+        std::uint32_t end_column = next();
+        location.column = column == 0 ? -1 : static_cast<int>(column - 1);
+        location.end_column = end_column == 0 ? -1 : static_cast<int>(end_column - 1);
+    }
+    return location;
+}
+
 }  // namespace
+
+SourceLocation location_for_offset(std::span<const std::uint8_t> table, int firstlineno, std::int64_t byte_offset) {
+    if (byte_offset < 0 || table.empty() || !is_entry_start(table[0])) return {};
+    std::int64_t line = firstlineno;
+    std::int64_t range_end = 0;
+    std::size_t pos = 0;
+    while (pos < table.size()) {
+        const std::uint8_t header = table[pos];
+        const std::size_t data_end = next_entry_start(table, pos + 1);
+        const int kind = entry_kind(header);
+        Table data = table.subspan(pos + 1, data_end - pos - 1);
+        line += entry_line_delta(kind, data);
+        range_end += entry_bytes(header);
+        if (byte_offset < range_end)
+            return kind == kKindNoLocation ? SourceLocation{} : entry_location(kind, data, line);
+        pos = data_end;
+    }
+    return {};
+}
 
 int line_for_offset(LineTableFormat format, std::span<const std::uint8_t> table, int firstlineno,
                     std::int64_t byte_offset, bool signed_lnotab) {

@@ -271,6 +271,7 @@ const CodeInfo* CodeCache::checked_lookup(std::uint64_t code_address) {
     if (it != entries_.end() && it->second->fingerprint == fingerprint) return it->second.get();
     auto info = load(fingerprint);
     if (!info) return nullptr;
+    info->address = code_address;
     if (it != entries_.end()) {
         retired_.push_back(std::move(it->second));
         it->second = std::move(info);

@@ -17,4 +17,17 @@ enum class LineTableFormat { Lnotab, Linetable310, LocationTable311 };
 int line_for_offset(LineTableFormat format, std::span<const std::uint8_t> table, int firstlineno,
                     std::int64_t byte_offset, bool signed_lnotab = true);
 
+// Where an instruction's source is, as a traceback underlines it: lines and 0-based UTF-8 byte
+// columns, the end exclusive; -1 where unknown.
+struct SourceLocation {
+    int line = -1;
+    int end_line = -1;
+    int column = -1;
+    int end_column = -1;
+};
+
+// The location table's (3.11+) full location of the instruction at `byte_offset`; all -1 when the
+// table gives none.
+SourceLocation location_for_offset(std::span<const std::uint8_t> table, int firstlineno, std::int64_t byte_offset);
+
 }  // namespace pysample::symbolize

@@ -60,6 +60,7 @@ struct CodeInfo {
     // allocated at the same address has different ones.
     std::uint64_t fingerprint = 0;
     std::uint32_t id = 0;          // unique among all entries ever made: a key that outlives a reused address
+    std::uint64_t address = 0;     // the code object's, when it was read
     std::int64_t code_bytes = -1;  // length of the bytecode where the header tells it (3.11+), else -1
     // Bookkeeping of CodeCache: the sample that last used the entry, and when its header was last checked.
     std::uint64_t last_sample = 0;
