@@ -9,9 +9,9 @@ bool ends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
-constexpr Format kAllFormats[] = {Format::Flamegraph, Format::Collapsed, Format::Speedscope,
-                                  Format::Pstats,     Format::Text,      Format::Chrome,
-                                  Format::Pprof,      Format::Callgrind, Format::Recording};
+constexpr Format kAllFormats[] = {Format::Flamegraph, Format::Collapsed, Format::Speedscope, Format::Pstats,
+                                  Format::Text,       Format::Chrome,    Format::Pprof,      Format::Callgrind,
+                                  Format::Annotate,   Format::Recording};
 
 std::string_view base_name(std::string_view path) {
     auto slash = path.rfind('/');
@@ -29,6 +29,7 @@ std::optional<Format> parse_format(std::string_view name) {
     if (name == "chrome") return Format::Chrome;
     if (name == "pprof") return Format::Pprof;
     if (name == "callgrind") return Format::Callgrind;
+    if (name == "annotate") return Format::Annotate;
     if (name == "recording") return Format::Recording;
     return std::nullopt;
 }
@@ -43,6 +44,7 @@ std::string_view format_name(Format format) {
         case Format::Chrome: return "chrome";
         case Format::Pprof: return "pprof";
         case Format::Callgrind: return "callgrind";
+        case Format::Annotate: return "annotate";
         case Format::Recording: return "recording";
     }
     return "unknown";
@@ -59,6 +61,8 @@ std::string format_names() {
 
 bool shows_time_order(Format format) { return format == Format::Chrome || format == Format::Speedscope; }
 
+bool shows_source(Format format) { return format == Format::Annotate; }
+
 std::string_view default_extension(Format format) {
     switch (format) {
         case Format::Collapsed: return ".txt";
@@ -69,6 +73,7 @@ std::string_view default_extension(Format format) {
         case Format::Chrome: return ".json";
         case Format::Pprof: return ".pb.gz";
         case Format::Callgrind: return ".callgrind";
+        case Format::Annotate: return ".annotate.txt";
         case Format::Recording: return ".pysample";
     }
     return ".out";
@@ -84,6 +89,7 @@ std::optional<Format> format_for_path(std::string_view path) {
     if (ends_with(path, ".json") || ends_with(path, ".trace")) return Format::Chrome;
     if (ends_with(path, ".pstats") || ends_with(path, ".prof")) return Format::Pstats;
     if (ends_with(path, ".prof.txt") || ends_with(path, ".pstats.txt")) return Format::Text;
+    if (ends_with(path, ".annotate.txt") || ends_with(path, ".annotate")) return Format::Annotate;
     if (ends_with(path, ".txt") || ends_with(path, ".folded") || ends_with(path, ".collapsed")) {
         return Format::Collapsed;
     }
@@ -125,6 +131,7 @@ void write_profile(Format format, const Profile& profile, const WriteOptions& op
         case Format::Chrome: write_chrome(profile, options, out); return;
         case Format::Pprof: write_pprof(profile, options, out); return;
         case Format::Callgrind: write_callgrind(profile, options, out); return;
+        case Format::Annotate: write_annotate(profile, options, out); return;
         case Format::Recording: break;  // written while sampling (RecordingWriter)
     }
     throw std::invalid_argument("unknown output format");

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -11,12 +12,14 @@
 
 #include "attach/error.hpp"
 #include "attach/launch.hpp"
+#include "attach/target_files.hpp"
 #include "commands/launch_target.hpp"
 #include "commands/options.hpp"
 #include "commands/output_file.hpp"
 #include "commands/profile_files.hpp"
 #include "commands/record_summary.hpp"
 #include "commands/recorder.hpp"
+#include "commands/source_files.hpp"
 #include "engine/timer.hpp"
 #include "exporters/utf8.hpp"
 #include "sampler/cli.hpp"
@@ -40,9 +43,19 @@ std::string default_output_path(pid_t pid, exporters::Format format) {
            std::string(exporters::default_extension(format));
 }
 
+bool shows_source(const RecordOptions& options) {
+    for (const auto& output : options.outputs) {
+        if (exporters::shows_source(output.format)) return true;
+    }
+    return false;
+}
+
 WrittenOutputs write_outputs(const exporters::Profile& profile, const RecordOptions& options) {
     auto write = write_options(options.threads && !options.subprocesses, options.line_numbers, options.reverse,
                                options.sort, options.top);
+    write.color = std::any_of(options.outputs.begin(), options.outputs.end(), [](const auto& output) {
+        return output.path == kStandardOutput && ::isatty(STDOUT_FILENO);
+    });
     return write_profile_files(profile, options.outputs, write,
                                [&](exporters::Format format) { return default_output_path(profile.info.pid, format); });
 }
@@ -126,6 +139,7 @@ int run_record(const RecordOptions& options) {
     std::string python_version = python_target ? process->version().to_string() : "";
     auto recorder = std::make_unique<Recorder>(std::move(process), root, options);
     auto& info = recorder->profile().info;
+    auto process_started = attach::process_start_ns(root);
     info.pid = root;
     info.command_line = attach::read_cmdline(root);
     info.python_version = python_version;
@@ -190,6 +204,7 @@ int run_record(const RecordOptions& options) {
     if (target_gone && !options.quiet && !child) {
         std::fprintf(stderr, "pysample: process %d exited; writing what was recorded\n", root);
     }
+    if (shows_source(options)) read_source_files(recorder->profile(), root, process_started);
     auto outputs = write_outputs(recorder->profile(), options);
     finish_recording(*recorder, recording_path, info, outputs);
     for (const auto& failure : outputs.failed) {

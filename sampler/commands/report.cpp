@@ -17,6 +17,7 @@
 #include "commands/options.hpp"
 #include "commands/output_file.hpp"
 #include "commands/profile_files.hpp"
+#include "commands/source_files.hpp"
 #include "exporters/recording.hpp"
 #include "exporters/utf8.hpp"
 #include "sampler/cli.hpp"
@@ -326,6 +327,10 @@ int run_report(const ReportOptions& options) {
                                options.sort, options.top);
     std::vector<OutputSpec> outputs = options.outputs;
     if (outputs.empty()) outputs.push_back({"", exporters::Format::Flamegraph});
+    // The recorded process may be gone, its pid another's: sources are read at their paths here.
+    if (std::any_of(outputs.begin(), outputs.end(), [](const auto& o) { return exporters::shows_source(o.format); })) {
+        read_source_files(loaded.profile, 0, std::nullopt);
+    }
     auto done = write_profile_files(loaded.profile, outputs, write, [&](exporters::Format format) {
         return default_report_path(options.input, format);
     });

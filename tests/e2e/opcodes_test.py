@@ -95,7 +95,69 @@ def check_dumps(pysample, python, traced):
         check(specialized == 0, "specialized instructions before 3.11")
 
 
-TESTS = {"dump": test_dump}
+def parse_annotate(path):
+    """{function: {"total": %, "own": %, "lines": {number: (own %, total %, text)}, "notes": [..]}}."""
+    import re
+    functions, current = {}, None
+    header = re.compile(r"^(\S+) \((.*?)(?::(\d+))?\): total ([\d.]+)%, own ([\d.]+)%$")
+    row = re.compile(r"^ {0,8}([\d.]+%|)\s*?([\d.]+%|)\s+(\d+)  (.*)$")
+    for line in open(path, encoding="utf-8"):
+        line = line.rstrip("\n")
+        match = header.match(line)
+        if match:
+            current = functions.setdefault(match.group(1), {"file": match.group(2), "total": float(match.group(4)),
+                                                            "own": float(match.group(5)), "lines": {},
+                                                            "notes": []})
+            continue
+        if current is None or not line.strip() or line.strip() in ("...", "own   total  line"):
+            continue
+        if line.startswith("  ["):
+            current["notes"].append(line.strip())
+            continue
+        own, total, number, text = line[:8].strip(), line[8:16].strip(), line[16:22].strip(), line[24:]
+        check(number.isdigit(), "malformed annotate line %r" % line)
+        value = lambda text: float(text.rstrip("%")) if text else 0.0
+        current["lines"][int(number)] = (value(own), value(total), text)
+    return functions
+
+
+def test_annotate(pysample, python, tmp):
+    """record --format annotate of the classic loops: each function's source with its lines' shares, which
+    add up to the function's own share; the loops' lines hold their samples; a source changed after the
+    process started is flagged."""
+    import os
+    import time
+    out = os.path.join(tmp, "classics.annotate.txt")
+    # Every tick counts the busy thread (--idle), so a loaded machine still gives enough samples; the run is
+    # longer until the two loops compared below have 50 samples each.
+    with Workload(python, "bytecode_classics.py", 120) as workload:
+        time.sleep(0.2)
+        os.utime(workload.path if "::" not in python else python.split("::")[0] + workload.path)
+        for duration in (3, 6, 12, 24):
+            result = run_pysample(pysample, ["record", "--pid", str(workload.pid), "--duration", str(duration),
+                                             "--rate", "250", "--idle", "-o", out, "--top", "7"])
+            check(result.returncode == 0, "record failed: %s" % result.stderr)
+            functions = parse_annotate(out)
+            samples = int(open(out, encoding="utf-8").readline().split()[2])
+            if all(functions.get(name, {}).get("own", 0) * samples >= 5000 for name in ("dynamic", "cached")):
+                break
+    print(open(out, encoding="utf-8").read())
+    check(CLASSICS <= set(functions), "annotate shows %s" % sorted(functions))
+    for name in CLASSICS:
+        entry = functions[name]
+        own_lines = sum(own for own, _, _ in entry["lines"].values())
+        check(abs(own_lines - entry["own"]) <= 0.1 * len(entry["lines"]) + 0.05,
+              "%s: its lines' own shares add up to %.1f%%, the function's to %.1f%%" % (name, own_lines, entry["own"]))
+        check(any(text.lstrip().startswith("def " + name) for _, _, text in entry["lines"].values()),
+              "%s: its def line is not shown" % name)
+        check(any("modified" in note for note in entry["notes"]), "%s: the touched source is not flagged" % name)
+    for name, marker in (("dynamic", "math.sqrt(v)"), ("cached", "sqrt(v)")):
+        lines = functions[name]["lines"]
+        hottest = max(lines.values(), key=lambda line: line[0])
+        check(marker in hottest[2], "%s: the hottest line is %r" % (name, hottest[2]))
+
+
+TESTS = {"dump": test_dump, "annotate": test_annotate}
 
 if __name__ == "__main__":
     sys.exit(run_e2e.main(TESTS))

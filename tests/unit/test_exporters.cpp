@@ -226,3 +226,43 @@ TEST_CASE("the interval follows the rate") {
     info.rate_hz = 250;
     CHECK(info.interval_s() == doctest::Approx(0.004));
 }
+
+TEST_CASE("annotate: each line's own and total share, recursion counted once, long gaps cut") {
+    Profile profile;
+    auto t = profile.intern_thread({1, "main"});
+    FrameId main = profile.intern({"main", "x.py", 28, 19});
+    FrameId f = profile.intern({"f", "x.py", 3, 1});
+    FrameId f_again = profile.intern({"f", "x.py", 3, 1});
+    FrameId g = profile.intern({"g", "x.py", 10, 9});
+    profile.add(t, std::vector<FrameId>{main, f, g, f_again}, 6);  // f -> g -> f: f's line 3 once per sample
+    profile.add(t, std::vector<FrameId>{main}, 4);
+    std::string source;
+    for (int line = 1; line <= 30; ++line) source += "line" + std::to_string(line) + "\n";
+    profile.sources["x.py"] = {SourceFile::State::Read, source, ""};
+    std::ostringstream out;
+    WriteOptions options;
+    options.top = 2;
+    write_annotate(profile, options, out);
+    std::string text = out.str();
+    CHECK(text.find("10 samples, the 2 functions") != std::string::npos);
+    CHECK(text.find("main (x.py:19): total 100.0%, own 40.0%") != std::string::npos);
+    CHECK(text.find("f (x.py:1): total 60.0%, own 60.0%") != std::string::npos);
+    CHECK(text.find("   40.0%  100.0%    28  line28") != std::string::npos);
+    CHECK(text.find("   60.0%   60.0%     3  line3") != std::string::npos);
+    CHECK(text.find("                     1  line1") != std::string::npos);               // the def line
+    CHECK(text.find("    19  line19\n                     ...\n") != std::string::npos);  // 20-25 cut
+    CHECK(text.find("g (x.py") == std::string::npos);                                     // not in the top 2
+}
+
+TEST_CASE("annotate: a changed or missing source is said, and lines still show their shares") {
+    Profile profile;
+    auto t = profile.intern_thread({1, "main"});
+    profile.add(t, std::vector<FrameId>{profile.intern({"f", "gone.py", 5, 4})}, 3);
+    profile.sources["gone.py"] = {SourceFile::State::Missing, "", "source not found"};
+    std::ostringstream out;
+    write_annotate(profile, {}, out);
+    CHECK(out.str().find("[source not found]") != std::string::npos);
+    CHECK(out.str().find("  100.0%  100.0%     5  \n") != std::string::npos);
+    CHECK(format_for_path("x.annotate.txt") == Format::Annotate);
+    CHECK(parse_format("annotate") == Format::Annotate);
+}

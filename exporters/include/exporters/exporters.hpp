@@ -12,13 +12,15 @@ namespace pysample::exporters {
 
 // Recording is pysample's own record of every sample (exporters/recording.hpp), written while
 // sampling rather than from a profile.
-enum class Format { Collapsed, Flamegraph, Speedscope, Pstats, Text, Chrome, Pprof, Callgrind, Recording };
+enum class Format { Collapsed, Flamegraph, Speedscope, Pstats, Text, Chrome, Pprof, Callgrind, Annotate, Recording };
 
 std::optional<Format> parse_format(std::string_view name);
 std::string_view format_name(Format format);
 std::string_view default_extension(Format format);
 // Formats that write samples in time order and so need the profile's timeline.
 bool shows_time_order(Format format);
+// Formats that show the source files' lines (Profile::sources).
+bool shows_source(Format format);
 // The format a file name asks for by its suffix (.svg, .speedscope.json, .json, .pstats/.prof, .txt,
 // .pb.gz...) or, for callgrind, by the tools' own "callgrind.out.*".
 std::optional<Format> format_for_path(std::string_view path);
@@ -33,7 +35,8 @@ struct WriteOptions {
     bool line_numbers = true;
     bool reverse = false;             // flamegraph: icicle graph (root on top) instead of root at the bottom
     SortKey sort = SortKey::Tottime;  // text
-    std::size_t top = 0;              // text: number of rows, 0 = all
+    std::size_t top = 0;              // text: number of rows, 0 = all; annotate: functions, 0 = 10
+    bool color = false;               // annotate: colour the margin, for a terminal
     std::string version = "";         // pysample's version, for formats that record their exporter
     // flamegraph: a differential one, coloured by how each frame's share of the samples changed
     // from this profile to the one drawn (which sizes the frames), and listing the base's stacks
@@ -60,6 +63,10 @@ void write_pprof(const Profile& profile, const WriteOptions& options, std::ostre
 // Callgrind's format, for KCachegrind and callgrind_annotate: own samples by line, calls with the
 // samples under them.
 void write_callgrind(const Profile& profile, const WriteOptions& options, std::ostream& out);
+
+// The hottest functions' source, like perf annotate: each line with its own and total share of the
+// samples in the margin; `top` functions (default 10) by total share.
+void write_annotate(const Profile& profile, const WriteOptions& options, std::ostream& out);
 
 void write_profile(Format format, const Profile& profile, const WriteOptions& options, std::ostream& out);
 

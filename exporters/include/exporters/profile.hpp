@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -77,6 +78,19 @@ struct RunInfo {
 
     // Seconds one sample stands for.
     double interval_s() const { return rate_hz > 0 ? 1.0 / rate_hz : 0.0; }
+};
+
+// A source file the profile's frames name, as read from the target's filesystem for the formats
+// that show source (annotate).
+struct SourceFile {
+    enum class State {
+        Read,     // as the process sees it, unchanged since it started
+        Changed,  // modified after the process started: its lines may not be the ones that ran
+        Missing   // could not be read: lines are shown by number only
+    };
+    State state = State::Missing;
+    std::string text;
+    std::string why;  // for Changed and Missing: what was found
 };
 
 // An open-addressing index of ids by hash: the keys stay in the owner's own storage.
@@ -163,6 +177,8 @@ public:
     std::size_t memory_bytes() const;
 
     RunInfo info;
+    // By the file name frames carry; filled for the formats that show source.
+    std::map<std::string, SourceFile, std::less<>> sources;
 
 private:
     static std::size_t hash_stack(std::uint32_t thread, std::span<const FrameId> frames);
