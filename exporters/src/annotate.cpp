@@ -9,6 +9,7 @@
 
 #include "exporters/exporters.hpp"
 #include "exporters/utf8.hpp"
+#include "function_stats.hpp"
 
 namespace pysample::exporters {
 namespace {
@@ -16,12 +17,7 @@ namespace {
 constexpr std::size_t kDefaultFunctions = 10;
 constexpr int kContextLines = 2;  // shown around sampled lines; longer stretches without samples are cut
 
-struct FunctionKey {
-    std::string filename;
-    int first_line = 0;
-    std::string function;
-    auto operator<=>(const FunctionKey&) const = default;
-};
+using detail::FunctionKey;  // file, first line, name: as pstats keys a function
 
 struct Counts {
     std::uint64_t own = 0;
@@ -94,7 +90,7 @@ void write_function(const FunctionKey& key, const FunctionLines& lines, const Pr
                     const WriteOptions& options, std::ostream& out) {
     std::uint64_t samples = profile.total_count();
     out << escape_control_characters(key.function) << " (" << escape_control_characters(key.filename);
-    if (key.first_line > 0) out << ":" << key.first_line;
+    if (key.line > 0) out << ":" << key.line;
     out << "): total " << percent(lines.counts.total, samples) << ", own "
         << (lines.counts.own > 0 ? percent(lines.counts.own, samples) : "0%") << "\n";
     auto source = profile.sources.find(key.filename);
@@ -109,7 +105,7 @@ void write_function(const FunctionKey& key, const FunctionLines& lines, const Pr
         out << "  (no line numbers were recorded)\n\n";
         return;
     }
-    int first = key.first_line > 0 ? std::min(key.first_line, lines.lines.begin()->first) : lines.lines.begin()->first;
+    int first = key.line > 0 ? std::min(key.line, lines.lines.begin()->first) : lines.lines.begin()->first;
     int last = lines.lines.rbegin()->first;
     auto near_samples = [&](int number) {
         if (number == first) return true;  // the def line

@@ -413,17 +413,21 @@ TopOptions parse_top(const po::variables_map& vm) {
     return options;
 }
 
+void parse_sort_and_top(const po::variables_map& vm, exporters::SortKey& sort, std::size_t& top) {
+    auto key = exporters::parse_sort_key(vm["sort"].as<std::string>());
+    if (!key)
+        throw attach::Error(attach::ErrorKind::Usage, "--sort takes tottime, cumtime, samples (or ncalls) or name");
+    sort = *key;
+    top = parse_count("--top", vm["top"].as<std::string>(), "a number of rows, or 0 for all");
+}
+
 RecordOptions parse_record(const po::variables_map& vm) {
     RecordOptions options;
     fill_common(vm, options);
     parse_rate_and_duration(vm, options.rate, options.duration, "until Ctrl-C or the program exits");
     options.outputs = parse_outputs(vm);
     options.reverse = vm["reverse"].as<bool>();
-    auto sort = exporters::parse_sort_key(vm["sort"].as<std::string>());
-    if (!sort)
-        throw attach::Error(attach::ErrorKind::Usage, "--sort takes tottime, cumtime, samples (or ncalls) or name");
-    options.sort = *sort;
-    options.top = parse_count("--top", vm["top"].as<std::string>(), "a number of rows, or 0 for all");
+    parse_sort_and_top(vm, options.sort, options.top);
     options.blocking = vm["blocking"].as<bool>();
     options.idle = vm["idle"].as<bool>();
     if (vm.count("mode")) {
@@ -458,18 +462,11 @@ ReportOptions parse_report(const po::variables_map& vm, const std::vector<std::s
                                                : "report takes one recording");
     }
     options.input = positional[0];
-    if (vm.count("output"))
-        options.outputs = parse_outputs(vm);
-    else if (vm.count("format"))
-        options.outputs = parse_outputs(vm);
+    if (vm.count("output") || vm.count("format")) options.outputs = parse_outputs(vm);
     options.threads = vm["threads"].as<bool>();
     options.line_numbers = !vm["nolineno"].as<bool>();
     options.reverse = vm["reverse"].as<bool>();
-    auto sort = exporters::parse_sort_key(vm["sort"].as<std::string>());
-    if (!sort)
-        throw attach::Error(attach::ErrorKind::Usage, "--sort takes tottime, cumtime, samples (or ncalls) or name");
-    options.sort = *sort;
-    options.top = parse_count("--top", vm["top"].as<std::string>(), "a number of rows, or 0 for all");
+    parse_sort_and_top(vm, options.sort, options.top);
     int views = int{vm["idle"].as<bool>()} + int{vm["cpu"].as<bool>()} + int{vm["gil"].as<bool>()};
     if (views > 1) throw attach::Error(attach::ErrorKind::Usage, "give one of --idle, --cpu and --gil");
     if (vm["idle"].as<bool>()) options.view = ReportOptions::View::Wall;

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <limits>
+#include <optional>
 
 namespace pysample::symbolize {
 namespace {
@@ -113,10 +114,16 @@ std::int64_t entry_line_delta(int kind, Table data) {
     return 0;  // short forms and "no location"
 }
 
-int location_table_line(Table table, int firstlineno, std::int64_t offset) {
-    if (table.empty() || !is_entry_start(table[0])) {
-        return kNoLine;
-    }
+// The entry covering `offset`, with the line it starts; nullopt past the table's end or for a
+// table that does not start with an entry.
+struct LocationEntry {
+    int kind = kKindNoLocation;
+    Table data;
+    std::int64_t line = 0;
+};
+
+std::optional<LocationEntry> entry_at(Table table, int firstlineno, std::int64_t offset) {
+    if (table.empty() || !is_entry_start(table[0])) return std::nullopt;
     std::int64_t line = firstlineno;
     std::int64_t range_end = 0;
     std::size_t pos = 0;
@@ -124,14 +131,18 @@ int location_table_line(Table table, int firstlineno, std::int64_t offset) {
         const std::uint8_t header = table[pos];
         const std::size_t data_end = next_entry_start(table, pos + 1);
         const int kind = entry_kind(header);
-        line += entry_line_delta(kind, table.subspan(pos + 1, data_end - pos - 1));
+        Table data = table.subspan(pos + 1, data_end - pos - 1);
+        line += entry_line_delta(kind, data);
         range_end += entry_bytes(header);
-        if (offset < range_end) {
-            return kind == kKindNoLocation ? kNoLine : to_line(line);
-        }
+        if (offset < range_end) return LocationEntry{kind, data, line};
         pos = data_end;
     }
-    return kNoLine;
+    return std::nullopt;
+}
+
+int location_table_line(Table table, int firstlineno, std::int64_t offset) {
+    auto entry = entry_at(table, firstlineno, offset);
+    return !entry || entry->kind == kKindNoLocation ? kNoLine : to_line(entry->line);
 }
 
 // The columns and end line an entry's data gives (the line itself is entry_line_delta's).
@@ -169,22 +180,9 @@ SourceLocation entry_location(int kind, Table data, std::int64_t line) {
 }  // namespace
 
 SourceLocation location_for_offset(std::span<const std::uint8_t> table, int firstlineno, std::int64_t byte_offset) {
-    if (byte_offset < 0 || table.empty() || !is_entry_start(table[0])) return {};
-    std::int64_t line = firstlineno;
-    std::int64_t range_end = 0;
-    std::size_t pos = 0;
-    while (pos < table.size()) {
-        const std::uint8_t header = table[pos];
-        const std::size_t data_end = next_entry_start(table, pos + 1);
-        const int kind = entry_kind(header);
-        Table data = table.subspan(pos + 1, data_end - pos - 1);
-        line += entry_line_delta(kind, data);
-        range_end += entry_bytes(header);
-        if (byte_offset < range_end)
-            return kind == kKindNoLocation ? SourceLocation{} : entry_location(kind, data, line);
-        pos = data_end;
-    }
-    return {};
+    auto entry = byte_offset < 0 ? std::nullopt : entry_at(table, firstlineno, byte_offset);
+    if (!entry || entry->kind == kKindNoLocation) return {};
+    return entry_location(entry->kind, entry->data, entry->line);
 }
 
 int line_for_offset(LineTableFormat format, std::span<const std::uint8_t> table, int firstlineno,
